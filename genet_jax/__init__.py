@@ -1,0 +1,16 @@
+"""genet-jax: GPU-Efficient Networks (GENet) in JAX/Flax."""
+from genet_jax.counting import count_spec, module_counts, spec_macs, spec_params
+from genet_jax.folding import fold_batch_norm
+from genet_jax.model import MasterNet, canonical_dtype, create_model, init_variables
+from genet_jax.registry import get_entry, list_models, register_model, resolve_spec
+from genet_jax.spec import BLOCK_TYPES, NetworkSpec, SpecError, SuperBlockSpec, UnitConfig
+from genet_jax.structure_string import parse_structure_string, to_structure_string
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BLOCK_TYPES", "MasterNet", "NetworkSpec", "SpecError", "SuperBlockSpec", "UnitConfig",
+    "canonical_dtype", "count_spec", "create_model", "fold_batch_norm", "get_entry", "init_variables",
+    "list_models", "module_counts", "parse_structure_string", "register_model", "resolve_spec",
+    "spec_macs", "spec_params", "to_structure_string",
+]

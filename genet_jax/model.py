@@ -1,0 +1,81 @@
+"""MasterNet: one generic builder that turns any NetworkSpec into a Flax module."""
+from __future__ import annotations
+
+import os
+from typing import Any, Optional, Union
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from genet_jax.layers import ConvBN, Dtype, SuperBlock
+from genet_jax.registry import resolve_spec
+from genet_jax.spec import NetworkSpec, SpecError
+
+_DTYPES = {"float32": jnp.float32, "fp32": jnp.float32, "bfloat16": jnp.bfloat16, "bf16": jnp.bfloat16,
+           "float16": jnp.float16, "fp16": jnp.float16}
+
+
+def canonical_dtype(dtype: Union[str, Any]) -> Any:
+    """jnp.float32 / bfloat16 / float16 from a name or a dtype; anything else is an error."""
+    if isinstance(dtype, str):
+        if dtype.lower() not in _DTYPES:
+            raise SpecError("dtype", f"unsupported compute dtype {dtype!r}; use float32, bfloat16 or float16")
+        return _DTYPES[dtype.lower()]
+    for candidate in (jnp.float32, jnp.bfloat16, jnp.float16):
+        if jnp.dtype(dtype) == jnp.dtype(candidate):
+            return candidate
+    raise SpecError("dtype", f"unsupported compute dtype {dtype!r}; use float32, bfloat16 or float16")
+
+
+class MasterNet(nn.Module):
+    """stem -> super-blocks -> final 1x1 conv -> global average pool -> linear head.
+
+    Parameter tree: stem/, stage{i}/unit{j}/{conv1,conv2,conv3,shortcut}/{conv,bn}, final/, head/.
+    Input: NHWC images. Output: float32 logits.
+    """
+
+    spec: NetworkSpec
+    dtype: Dtype = jnp.float32
+    zero_init_last_bn: bool = False
+    fold_bn: bool = False
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        spec = self.spec
+        common = dict(fold_bn=self.fold_bn, dtype=self.dtype)
+        x = jnp.asarray(x, self.dtype)
+        x = ConvBN(spec.stem_width, spec.stem_kernel_size, spec.stem_stride, name="stem", **common)(x, train)
+        for i in range(len(spec.blocks)):
+            x = SuperBlock(tuple(spec.units(i)), self.zero_init_last_bn, name=f"stage{i}", **common)(x, train)
+        x = ConvBN(spec.final_width, 1, name="final", **common)(x, train)
+        x = jnp.mean(x, axis=(1, 2), dtype=jnp.float32)
+        x = nn.Dense(spec.num_classes, dtype=self.dtype, param_dtype=jnp.float32,
+                     kernel_init=nn.initializers.normal(0.01), name="head")(x.astype(self.dtype))
+        return x.astype(jnp.float32)
+
+    def input_shape(self, batch_size: int = 1, resolution: Optional[int] = None) -> tuple[int, ...]:
+        r = resolution or self.spec.resolution
+        return (batch_size, r, r, self.spec.in_channels)
+
+
+def create_model(name_or_spec: Union[str, os.PathLike, NetworkSpec], *, num_classes: Optional[int] = None,
+                 resolution: Optional[int] = None, dtype: Union[str, Any] = "float32",
+                 zero_init_last_bn: bool = False, fold_bn: bool = False) -> MasterNet:
+    """Build a GENet/MasterNet from a registered name, a spec JSON or structure-string file, or a spec.
+
+    `num_classes` / `resolution` override the spec's. `dtype` is the compute dtype (parameters and BN
+    statistics stay float32). `fold_bn=True` gives the inference variant that runs the parameters
+    produced by `genet_jax.fold_batch_norm`.
+    """
+    spec = resolve_spec(name_or_spec, num_classes=num_classes, resolution=resolution)
+    return MasterNet(spec, canonical_dtype(dtype), zero_init_last_bn, fold_bn)
+
+
+def init_variables(model: MasterNet, rng: Union[int, jax.Array] = 0, batch_size: int = 1,
+                   resolution: Optional[int] = None) -> dict:
+    """Initialise {'params', 'batch_stats'} (only 'params' for a folded model), jitted."""
+    if isinstance(rng, int):
+        rng = jax.random.PRNGKey(rng)
+    x = jnp.zeros(model.input_shape(batch_size, resolution), jnp.float32)
+    return jax.jit(lambda r, x: model.init(r, x, train=False))(rng, x)
