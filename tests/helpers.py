@@ -23,7 +23,9 @@ def random_variables(model, seed=0, resolution=None):
         flat = traverse_util.flatten_dict(tree)
         for path, leaf in flat.items():
             shape, name = leaf.shape, path[-1]
-            if name == "kernel":
+            if path[0] == "head" and name == "kernel":  # the model's own head init: O(1) logits
+                value = rng.normal(0.0, 0.01, shape)
+            elif name == "kernel":
                 fan_in = int(np.prod(shape[:-1]))
                 value = rng.standard_normal(shape, dtype=np.float32) * np.float32(np.sqrt(2.0 / fan_in))
             elif name in ("scale", "var"):
@@ -33,3 +35,30 @@ def random_variables(model, seed=0, resolution=None):
             flat[path] = jnp.asarray(value, jnp.float32)
         out[collection] = traverse_util.unflatten_dict(flat)
     return out
+
+
+def calibrated_variables(model, seed=0, resolution=64, batch_size=4):
+    """random_variables whose BN running statistics are the batch statistics of a random batch,
+    then perturbed (mean +- 0.1 std, var x U(0.8, 1.25)): non-trivial statistics that keep every
+    activation O(1), so logits are O(1) and absolute tolerances mean something."""
+    variables = random_variables(model, seed, resolution)
+    zero_stats = jax.tree_util.tree_map(jnp.zeros_like, variables["batch_stats"])
+    unit_stats = traverse_util.unflatten_dict({k: (jnp.ones_like(v) if k[-1] == "var" else v) for k, v in
+                                               traverse_util.flatten_dict(zero_stats).items()})
+    x = jax.random.normal(jax.random.PRNGKey(seed), (batch_size, resolution, resolution, model.spec.in_channels))
+    _, updates = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]))(
+        {"params": variables["params"], "batch_stats": unit_stats}, x)
+    momentum = 0.9  # running = momentum * running + (1 - momentum) * batch
+    rng = np.random.default_rng(seed + 1)
+    stats = {}
+    for path, value in traverse_util.flatten_dict(updates["batch_stats"]).items():
+        value = np.asarray(value, np.float64)
+        if path[-1] == "mean":
+            batch_mean = value / (1 - momentum)
+            var_path = path[:-1] + ("var",)
+            batch_var = (np.asarray(traverse_util.flatten_dict(updates["batch_stats"])[var_path]) - momentum) / (1 - momentum)
+            value = batch_mean + 0.1 * np.sqrt(np.maximum(batch_var, 1e-6)) * rng.standard_normal(value.shape)
+        else:
+            value = np.maximum((value - momentum) / (1 - momentum), 1e-3) * rng.uniform(0.8, 1.25, value.shape)
+        stats[path] = jnp.asarray(value, jnp.float32)
+    return {"params": variables["params"], "batch_stats": traverse_util.unflatten_dict(stats)}

@@ -1,0 +1,96 @@
+"""A standalone PyTorch GENet built from any NetworkSpec (plain torch, no timm).
+
+Same semantics as the Flax model (genet_jax.layers) and the same module tree, so its state_dict
+keys are the Flax paths: `stage0.unit0.conv1.conv.weight`, `...bn.running_mean`, `head.weight`.
+Import torch lazily: the rest of genet_jax does not need it.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from genet_jax.layers import BN_EPSILON
+from genet_jax.spec import NetworkSpec, UnitConfig
+
+
+class TorchConvBN(nn.Module):
+    def __init__(self, cin: int, cout: int, kernel_size: int, stride: int = 1, groups: int = 1,
+                 relu: bool = True):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, kernel_size, stride, (kernel_size - 1) // 2, groups=groups, bias=False)
+        self.bn = nn.BatchNorm2d(cout, eps=BN_EPSILON, momentum=0.1)
+        self.relu = relu
+
+    def forward(self, x):
+        x = self.bn(self.conv(x))
+        return torch.relu(x) if self.relu else x
+
+    @torch.no_grad()
+    def fold_bn(self) -> None:
+        """Fold the (eval-mode) BN into the conv, which gains a bias; the BN becomes identity."""
+        if isinstance(self.bn, nn.Identity):
+            return
+        bn, conv = self.bn, self.conv
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                          groups=conv.groups, bias=True).to(conv.weight.dtype)
+        fused.weight.copy_(conv.weight * scale[:, None, None, None])
+        fused.bias.copy_(bn.bias - bn.running_mean * scale)
+        self.conv, self.bn = fused, nn.Identity()
+
+
+class TorchResidualUnit(nn.Module):
+    def __init__(self, unit: UnitConfig):
+        super().__init__()
+        u = unit
+        if u.block_type == "XX":
+            self.conv1 = TorchConvBN(u.in_width, u.mid_width, u.kernel_size, u.stride)
+            self.conv2 = TorchConvBN(u.mid_width, u.width, u.kernel_size, relu=False)
+            self.main = [self.conv1, self.conv2]
+        else:
+            groups = u.mid_width if u.block_type == "DW" else 1
+            self.conv1 = TorchConvBN(u.in_width, u.mid_width, 1)
+            self.conv2 = TorchConvBN(u.mid_width, u.mid_width, u.kernel_size, u.stride, groups)
+            self.conv3 = TorchConvBN(u.mid_width, u.width, 1, relu=False)
+            self.main = [self.conv1, self.conv2, self.conv3]
+        self.shortcut = TorchConvBN(u.in_width, u.width, 1, u.stride, relu=False) if u.has_projection else None
+
+    def forward(self, x):
+        y = x
+        for layer in self.main:
+            y = layer(y)
+        return torch.relu(y + (self.shortcut(x) if self.shortcut is not None else x))
+
+
+class TorchGENet(nn.Module):
+    """stem -> stage{i} (unit{j}...) -> final 1x1 -> global average pool -> head. NCHW input."""
+
+    def __init__(self, spec: NetworkSpec):
+        super().__init__()
+        self.spec = spec
+        self.stem = TorchConvBN(spec.in_channels, spec.stem_width, spec.stem_kernel_size, spec.stem_stride)
+        self.stages = []
+        for i in range(len(spec.blocks)):
+            stage = nn.Module()
+            units = list(spec.units(i))
+            for j, unit in enumerate(units):
+                stage.add_module(f"unit{j}", TorchResidualUnit(unit))
+            self.add_module(f"stage{i}", stage)
+            self.stages.append([getattr(stage, f"unit{j}") for j in range(len(units))])
+        self.final = TorchConvBN(spec.blocks[-1].width, spec.final_width, 1)
+        self.head = nn.Linear(spec.final_width, spec.num_classes)
+
+    def forward(self, x):
+        x = self.stem(x)
+        for units in self.stages:
+            for unit in units:
+                x = unit(x)
+        x = self.final(x)
+        return self.head(torch.flatten(x.mean(dim=(2, 3)), 1))
+
+    def fold_bn(self) -> "TorchGENet":
+        """BN-folded inference: every conv absorbs its BN (call in eval mode)."""
+        for module in list(self.modules()):
+            if isinstance(module, TorchConvBN):
+                module.fold_bn()
+        return self
