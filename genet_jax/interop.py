@@ -191,3 +191,39 @@ def detect_layout(state_dict: Mapping[str, Any]) -> str:
         return "torch"
     raise StateDictError("not a GENet state_dict: expected the authors' (module_list.*), timm's (stem.conv.*, "
                          f"head.fc.*) or genet_jax's (stem.conv.*, head.*) keys; first keys: {sorted(keys)[:5]}")
+
+
+TIMM_NAMES = {"genet_light": "gernet_s", "genet_normal": "gernet_m", "genet_large": "gernet_l"}
+
+
+def _timm_make_divisible(value: float, divisor: int = 8) -> int:
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
+
+
+def timm_model_name(spec: NetworkSpec) -> str | None:
+    """'gernet_s' / 'gernet_m' / 'gernet_l' when `spec` is one of timm's models (any class count)."""
+    from genet_jax.registry import resolve_spec
+    for ours, theirs in TIMM_NAMES.items():
+        if resolve_spec(ours).replace(num_classes=spec.num_classes, resolution=spec.resolution) == spec:
+            return theirs
+    return None
+
+
+def timm_config(spec: NetworkSpec) -> dict:
+    """The fields of timm's ByoModelCfg / ByoBlockCfg that build `spec` in timm's ByobNet.
+
+    timm rounds inner widths with make_divisible(width * br, 8); `exact` says whether that gives
+    the same widths as the authors' round(width * ratio) for every super-block.
+    """
+    blocks, exact = [], True
+    for b in spec.blocks:
+        block = {"type": "basic" if b.block_type == "XX" else "bottle", "d": b.depth, "c": b.width, "s": b.stride,
+                 "gs": 1 if b.block_type == "DW" else 0, "br": float(b.ratio)}
+        if b.kernel_size != 3:
+            block["block_kwargs"] = {"kernel_size": b.kernel_size}
+        exact &= _timm_make_divisible(b.width * b.ratio) == b.mid_width
+        blocks.append(block)
+    exact &= (spec.stem_kernel_size, spec.stem_stride, spec.in_channels) == (3, 2, 3)
+    return {"blocks": blocks, "stem_chs": spec.stem_width, "stem_pool": None,
+            "num_features": spec.final_width, "num_classes": spec.num_classes, "exact": bool(exact)}

@@ -1,0 +1,95 @@
+"""Model checkpoints: an orbax CheckpointManager directory whose steps hold two items,
+
+    variables  {'params', 'batch_stats'} (orbax StandardSave; float32 NumPy/JAX arrays)
+    model      JSON: {'spec': NetworkSpec dict, 'extras': {...}, 'metadata': {...}}
+
+The trainer saves the same two items (plus its own train state) in `WORKDIR/checkpoints`, so
+export, prediction, evaluation and fine-tuning read any of them the same way.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Mapping, Optional
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from genet_jax.spec import NetworkSpec, SpecError
+
+VARIABLES_ITEM = "variables"
+MODEL_ITEM = "model"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, empty or unreadable; the message names the path."""
+
+
+@dataclasses.dataclass
+class ModelCheckpoint:
+    spec: NetworkSpec
+    variables: dict
+    step: int
+    path: str
+    extras: dict = dataclasses.field(default_factory=dict)
+    metadata: dict = dataclasses.field(default_factory=dict)
+
+
+def checkpoint_root(path: str | os.PathLike) -> str:
+    """A trainer workdir's `checkpoints/` folder, or `path` itself."""
+    path = os.path.abspath(os.fspath(path))
+    nested = os.path.join(path, "checkpoints")
+    return nested if os.path.isdir(nested) else path
+
+
+def save_model_checkpoint(directory: str | os.PathLike, spec: NetworkSpec, variables: Mapping, *, step: int = 0,
+                          extras: Optional[dict] = None, metadata: Optional[dict] = None) -> str:
+    """Write a one-step model checkpoint; returns the step directory."""
+    directory = os.path.abspath(os.fspath(directory))
+    state = {"params": variables["params"], "batch_stats": variables["batch_stats"]}
+    state = jax.tree_util.tree_map(np.asarray, state)
+    model = {"spec": spec.to_dict(), "extras": extras or {}, "metadata": metadata or {}}
+    with ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(create=True)) as manager:
+        manager.save(step, args=ocp.args.Composite(**{VARIABLES_ITEM: ocp.args.StandardSave(state),
+                                                     MODEL_ITEM: ocp.args.JsonSave(model)}), force=True)
+        manager.wait_until_finished()
+    return os.path.join(directory, str(step))
+
+
+def load_model_checkpoint(path: str | os.PathLike, step: Optional[int] = None) -> ModelCheckpoint:
+    """Read spec and variables from a model checkpoint or a trainer workdir (latest step by default)."""
+    root = checkpoint_root(path)
+    if not os.path.isdir(root):
+        raise CheckpointError(f"no checkpoint at {os.fspath(path)!r}: the directory does not exist")
+    try:
+        manager = ocp.CheckpointManager(root, options=ocp.CheckpointManagerOptions(create=False))
+    except Exception as e:  # orbax raises several types for a directory it cannot use
+        raise CheckpointError(f"{root!r} is not an orbax checkpoint directory ({type(e).__name__}: {e})") from None
+    with manager:
+        steps = manager.all_steps()
+        if not steps:
+            raise CheckpointError(f"{root!r} holds no finished checkpoint step")
+        if step is None:
+            step = manager.latest_step()
+        elif step not in steps:
+            raise CheckpointError(f"{root!r} has no step {step}; it has {sorted(steps)}")
+        where = os.path.join(root, str(step))
+        try:
+            model = manager.restore(step, args=ocp.args.Composite(**{MODEL_ITEM: ocp.args.JsonRestore()}))[MODEL_ITEM]
+            state = manager.restore(step, args=ocp.args.Composite(
+                **{VARIABLES_ITEM: ocp.args.StandardRestore()}))[VARIABLES_ITEM]
+        except Exception as e:
+            first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise CheckpointError(f"cannot read checkpoint {where!r} (truncated or corrupt?): "
+                                  f"{type(e).__name__}: {first_line[:300]}") from None
+    try:
+        spec = NetworkSpec.from_dict(model["spec"])
+    except (SpecError, KeyError, TypeError) as e:
+        raise CheckpointError(f"checkpoint {where!r} holds no valid architecture spec: {e}") from None
+    variables = {"params": state["params"], "batch_stats": state["batch_stats"]}
+    return ModelCheckpoint(spec, variables, int(step), where, model.get("extras", {}), model.get("metadata", {}))
+
+
+def tree_shapes(tree: Any) -> Any:
+    return jax.tree_util.tree_map(lambda a: tuple(np.shape(a)), tree)
