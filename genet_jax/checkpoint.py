@@ -63,7 +63,9 @@ def load_model_checkpoint(path: str | os.PathLike, step: Optional[int] = None) -
     if not os.path.isdir(root):
         raise CheckpointError(f"no checkpoint at {os.fspath(path)!r}: the directory does not exist")
     try:
-        manager = ocp.CheckpointManager(root, options=ocp.CheckpointManagerOptions(create=False))
+        manager = ocp.CheckpointManager(
+            root, options=ocp.CheckpointManagerOptions(create=False),
+            item_handlers={VARIABLES_ITEM: ocp.StandardCheckpointHandler(), MODEL_ITEM: ocp.JsonCheckpointHandler()})
     except Exception as e:  # orbax raises several types for a directory it cannot use
         raise CheckpointError(f"{root!r} is not an orbax checkpoint directory ({type(e).__name__}: {e})") from None
     with manager:
@@ -77,8 +79,15 @@ def load_model_checkpoint(path: str | os.PathLike, step: Optional[int] = None) -
         where = os.path.join(root, str(step))
         try:
             model = manager.restore(step, args=ocp.args.Composite(**{MODEL_ITEM: ocp.args.JsonRestore()}))[MODEL_ITEM]
+            # A target on this process's first device makes the restore independent of the
+            # device topology the checkpoint was written from (e.g. 8 devices -> 1).
+            metadata = manager.item_metadata(step)[VARIABLES_ITEM]
+            device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+            target = jax.tree_util.tree_map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                                            metadata, is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"))
             state = manager.restore(step, args=ocp.args.Composite(
-                **{VARIABLES_ITEM: ocp.args.StandardRestore()}))[VARIABLES_ITEM]
+                **{VARIABLES_ITEM: ocp.args.StandardRestore(target)}))[VARIABLES_ITEM]
+            state = jax.tree_util.tree_map(np.asarray, state)
         except Exception as e:
             first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
             raise CheckpointError(f"cannot read checkpoint {where!r} (truncated or corrupt?): "

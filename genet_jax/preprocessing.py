@@ -56,7 +56,12 @@ def normalize(pixels: np.ndarray) -> np.ndarray:
     return ((np.asarray(pixels, np.float32) / 255.0) - IMAGENET_MEAN) / IMAGENET_STD
 
 
+def eval_resize_crop(image: Image.Image, size: int, crop_fraction: float = EVAL_CROP_FRACTION) -> np.ndarray:
+    """PIL RGB image -> uint8 (size, size, 3): shorter side to ceil(size / crop_fraction), centre crop."""
+    resized = resize_shorter_side(image, int(math.ceil(size / crop_fraction)))
+    return np.asarray(center_crop(resized, size))
+
+
 def eval_preprocess(image: Image.Image, size: int) -> np.ndarray:
     """PIL RGB image -> normalised float32 (size, size, 3), the authors' evaluation transform."""
-    resized = resize_shorter_side(image, int(math.ceil(size / EVAL_CROP_FRACTION)))
-    return normalize(np.asarray(center_crop(resized, size)))
+    return normalize(eval_resize_crop(image, size))

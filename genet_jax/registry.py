@@ -51,12 +51,15 @@ def get_entry(name: str) -> ModelEntry:
 
 def resolve_spec(name_or_spec: Union[str, os.PathLike, NetworkSpec], *,
                  num_classes: Optional[int] = None, resolution: Optional[int] = None) -> NetworkSpec:
-    """A NetworkSpec from a spec, a registered name, a spec JSON file or a structure-string file."""
+    """A NetworkSpec from a spec, a registered name, inline spec JSON, a spec JSON file or a
+    structure-string file."""
     if isinstance(name_or_spec, NetworkSpec):
         spec = name_or_spec
     elif isinstance(name_or_spec, (str, os.PathLike)):
         text = os.fspath(name_or_spec)
-        if text in _REGISTRY or text in _ALIASES:
+        if text.lstrip().startswith("{"):
+            spec = NetworkSpec.from_json(text)
+        elif text in _REGISTRY or text in _ALIASES:
             spec = get_entry(text).spec
         elif text.endswith(".json") or os.path.isfile(text):
             spec = _load_file(text)

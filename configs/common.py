@@ -1,0 +1,64 @@
+"""Fields shared by every training config; each config file starts from `base_config()`."""
+import ml_collections
+
+
+def base_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.workdir = "workdirs/default"
+    c.model = "genet_light"          # registered name, spec .json / structure-string .txt path, or inline JSON
+    c.dtype = "float32"              # compute dtype: float32 | bfloat16 | float16 (params stay float32)
+    c.zero_init_last_bn = True
+    c.seed = 0
+    c.batch_size = 256               # global, over all devices and hosts
+    c.num_epochs = 90.0
+    c.num_train_steps = -1           # > 0 overrides num_epochs
+    c.resolution = -1                # -1: the model spec's resolution
+
+    c.data = ml_collections.ConfigDict()
+    c.data.source = "digits"         # digits | folder:DIR | tfds:NAME
+    c.data.train_split = "train"
+    c.data.eval_split = "test"
+    c.data.data_dir = ""             # TFDS data_dir (default ~/tensorflow_datasets)
+    c.data.num_threads = 4           # decoding/augmentation threads per host
+    c.data.eval_crop_fraction = 0.875
+    c.data.eval_batch_size = 256
+
+    c.augment = ml_collections.ConfigDict()
+    c.augment.random_resized_crop = True
+    c.augment.rrc_scale = (0.08, 1.0)
+    c.augment.crop_padding = 0       # without random_resized_crop: reflect-pad and random-crop
+    c.augment.hflip = True
+    c.augment.policy = "none"        # none | autoaugment | randaugment
+    c.augment.randaugment_num_ops = 2
+    c.augment.randaugment_magnitude = 9
+    c.augment.random_erase_prob = 0.0
+    c.augment.mixup_alpha = 0.0
+    c.augment.cutmix_alpha = 0.0
+    c.augment.label_smoothing = 0.0
+
+    c.optim = ml_collections.ConfigDict()
+    c.optim.lr_per_256 = 0.1
+    c.optim.momentum = 0.9
+    c.optim.nesterov = True
+    c.optim.weight_decay = 4e-5      # not applied to BN parameters or biases
+    c.optim.warmup_epochs = 5.0
+    c.optim.grad_clip_norm = 0.0     # 0: off
+
+    c.teacher = ml_collections.ConfigDict()
+    c.teacher.checkpoint = ""        # a checkpoint of this project (any spec, or imported from PyTorch)
+    c.teacher.true_label_weight = 1.0
+    c.teacher.soft_label_weight = 1.0
+    c.teacher.temperature = 1.0
+
+    c.init_from = ml_collections.ConfigDict()
+    c.init_from.checkpoint = ""      # fine-tune from this checkpoint; the head is re-initialised on a class change
+
+    c.checkpoint = ml_collections.ConfigDict()
+    c.checkpoint.every_steps = 1000
+    c.checkpoint.keep = 3            # the last N, plus the best by eval top-1
+    c.checkpoint.async_save = True
+
+    c.log_every_steps = 50
+    c.eval_every_epochs = 1.0
+    c.progress_bar = True
+    return c

@@ -1,0 +1,140 @@
+"""grain input pipelines: per-host sharding, seeded shuffling and augmentation, thread-parallel
+decoding, checkpointable iterator state, and prefetching onto the devices.
+
+Why grain: pure-Python random access with deterministic, resumable iterators (the data position
+goes into every checkpoint), no TensorFlow needed for image folders or the embedded default, and
+TFDS datasets still plug in through tfds.data_source.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import math
+import threading
+from typing import Any, Iterator, Optional
+
+import grain
+import jax
+import numpy as np
+
+from genet_jax.data import transforms
+from genet_jax.data.sources import Source
+from genet_jax.preprocessing import ImageError
+
+log = logging.getLogger(__name__)
+
+
+class SkipCounter:
+    """Images that could not be decoded: counted, the first few named in the log."""
+
+    def __init__(self, what: str, report_first: int = 10):
+        self.what, self.report_first = what, report_first
+        self.count = 0
+        self.examples: list[str] = []
+        self._lock = threading.Lock()
+
+    def add(self, error: Exception) -> None:
+        with self._lock:
+            self.count += 1
+            if len(self.examples) < self.report_first:
+                self.examples.append(str(error))
+                log.warning("%s: skipping an image: %s", self.what, error)
+
+
+class TrainTransform:
+    def __init__(self, augment, size: int, skips: SkipCounter, policy=None):
+        self.augment, self.size, self.skips, self.policy = augment, size, skips, policy
+
+    def __call__(self, record, rng: np.random.Generator) -> Optional[dict]:
+        image, label = record
+        try:
+            pil = transforms.to_pil(image)
+        except ImageError as e:
+            self.skips.add(e)
+            return None
+        aug = self.augment
+        if aug.random_resized_crop:
+            array = np.asarray(transforms.random_resized_crop(pil, self.size, rng, tuple(aug.rrc_scale)))
+        else:
+            array = np.asarray(transforms.resize_to(pil, self.size))
+            if aug.crop_padding:
+                array = transforms.pad_random_crop(array, self.size, aug.crop_padding, rng)
+        if aug.hflip:
+            array = transforms.random_hflip(array, rng)
+        if self.policy is not None:
+            array = self.policy(array, rng)
+        return {"image": np.ascontiguousarray(array, dtype=np.uint8), "label": np.int32(label)}
+
+
+class EvalTransform:
+    def __init__(self, size: int, crop_fraction: float, skips: SkipCounter):
+        self.size, self.crop_fraction, self.skips = size, crop_fraction, skips
+
+    def __call__(self, record) -> Optional[dict]:
+        image, label = record
+        try:
+            array = transforms.eval_image(image, self.size, self.crop_fraction)
+        except ImageError as e:
+            self.skips.add(e)
+            return None
+        return {"image": np.ascontiguousarray(array, dtype=np.uint8), "label": np.int32(label)}
+
+
+def _read_options(num_threads: int) -> grain.ReadOptions:
+    return grain.ReadOptions(num_threads=max(1, num_threads), prefetch_buffer_size=max(8, 4 * num_threads))
+
+
+def train_dataset(source: Source, augment, size: int, per_host_batch: int, seed: int, num_threads: int,
+                  skips: SkipCounter, policy=None) -> grain.IterDataset:
+    """Infinite, shuffled (a new permutation every epoch), augmented batches of this host's shard."""
+    ds = grain.MapDataset.source(source)[jax.process_index()::jax.process_count()]
+    ds = ds.shuffle(seed=seed).repeat()
+    ds = ds.random_map(TrainTransform(augment, size, skips, policy), seed=seed + 1)
+    ds = ds.filter(lambda example: example is not None)
+    return ds.to_iter_dataset(read_options=_read_options(num_threads)).batch(per_host_batch, drop_remainder=True)
+
+
+def eval_batches(source: Source, size: int, crop_fraction: float, per_host_batch: int, num_threads: int,
+                 skips: SkipCounter) -> Iterator[dict]:
+    """This host's shard in order, in equal-count batches across hosts; padding has mask 0."""
+    shard = grain.MapDataset.source(source)[jax.process_index()::jax.process_count()]
+    ds = shard.map(EvalTransform(size, crop_fraction, skips)).filter(lambda example: example is not None)
+    iterator = iter(ds.to_iter_dataset(read_options=_read_options(num_threads)).batch(per_host_batch))
+    num_batches = math.ceil(math.ceil(len(source) / jax.process_count()) / per_host_batch)
+    for _ in range(num_batches):
+        batch = next(iterator, None)
+        n = 0 if batch is None else len(batch["label"])
+        images = np.zeros((per_host_batch, size, size, 3), np.uint8)
+        labels = np.zeros((per_host_batch,), np.int32)
+        mask = np.zeros((per_host_batch,), np.float32)
+        if n:
+            images[:n], labels[:n], mask[:n] = batch["image"], batch["label"], 1.0
+        yield {"image": images, "label": labels, "mask": mask}
+
+
+class DevicePrefetcher:
+    """Moves host batches onto the mesh ahead of use; tracks the iterator state that matches the
+    batches handed out (not the ones prefetched), so checkpoints resume at the right example."""
+
+    def __init__(self, iterator, sharding, size: int = 2):
+        self.iterator, self.sharding, self.size = iterator, sharding, size
+        self.queue: collections.deque = collections.deque()
+        self.state: Optional[dict] = iterator.get_state() if hasattr(iterator, "get_state") else None
+
+    def _put(self, batch: dict) -> dict:
+        return {k: jax.make_array_from_process_local_data(self.sharding, v) for k, v in batch.items()}
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict:
+        while len(self.queue) < self.size:
+            batch = next(self.iterator)
+            state = self.iterator.get_state() if hasattr(self.iterator, "get_state") else None
+            self.queue.append((self._put(batch), state))
+        batch, self.state = self.queue.popleft()
+        return batch
+
+
+def device_put_batch(batch: dict, sharding) -> dict[str, Any]:
+    return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}

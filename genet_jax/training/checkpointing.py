@@ -1,0 +1,98 @@
+"""Training checkpoints in WORKDIR/checkpoints (orbax CheckpointManager, asynchronous saves): the
+last N steps plus the best by eval top-1. Each step holds the model checkpoint items (`variables`,
+`model`, readable by genet_jax.checkpoint) plus `train_state` (optimizer, step, counters). The data
+iterator position of every host goes beside it in WORKDIR/data_state/<step>/process_<i>.json."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from typing import Any, Optional
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers
+
+from genet_jax.checkpoint import MODEL_ITEM, VARIABLES_ITEM, CheckpointError
+from genet_jax.training.steps import TrainState
+
+TRAIN_ITEM = "train_state"
+
+
+class TrainCheckpointer:
+    def __init__(self, workdir: str, keep: int, async_save: bool = True):
+        self.root = os.path.join(os.path.abspath(workdir), "checkpoints")
+        self.data_root = os.path.join(os.path.abspath(workdir), "data_state")
+        policy = checkpoint_managers.AnyPreservationPolicy([
+            checkpoint_managers.LatestN(n=keep),
+            checkpoint_managers.BestN(get_metric_fn=lambda m: m["top1"], reverse=False, n=1,
+                                      keep_checkpoints_without_metrics=False)])
+        self.manager = ocp.CheckpointManager(
+            self.root, item_names=(VARIABLES_ITEM, MODEL_ITEM, TRAIN_ITEM),
+            options=ocp.CheckpointManagerOptions(create=True, preservation_policy=policy,
+                                                 enable_async_checkpointing=async_save))
+
+    def latest_step(self) -> Optional[int]:
+        return self.manager.latest_step()
+
+    def save(self, state: TrainState, model_json: dict, data_state: Optional[dict],
+             metrics: Optional[dict] = None, wait: bool = False) -> int:
+        step = int(jax.device_get(state.step))
+        if data_state is not None:
+            directory = os.path.join(self.data_root, str(step))
+            os.makedirs(directory, exist_ok=True)
+            with open(os.path.join(directory, f"process_{jax.process_index()}.json"), "w") as f:
+                json.dump(data_state, f)
+        self.manager.save(step, args=ocp.args.Composite(**{
+            VARIABLES_ITEM: ocp.args.StandardSave({"params": state.params, "batch_stats": state.batch_stats}),
+            MODEL_ITEM: ocp.args.JsonSave(model_json),
+            TRAIN_ITEM: ocp.args.StandardSave({"opt_state": state.opt_state, "step": state.step,
+                                               "nonfinite": state.nonfinite})}),
+            metrics=metrics, force=True)
+        if wait:
+            self.wait()
+        self._prune_data_states()
+        return step
+
+    def wait(self) -> None:
+        self.manager.wait_until_finished()
+
+    def restore(self, abstract_state: TrainState, step: Optional[int] = None) -> tuple[TrainState, Optional[dict]]:
+        step = self.latest_step() if step is None else step
+        try:
+            restored = self.manager.restore(step, args=ocp.args.Composite(**{
+                VARIABLES_ITEM: ocp.args.StandardRestore({"params": abstract_state.params,
+                                                          "batch_stats": abstract_state.batch_stats}),
+                TRAIN_ITEM: ocp.args.StandardRestore({"opt_state": abstract_state.opt_state,
+                                                      "step": abstract_state.step,
+                                                      "nonfinite": abstract_state.nonfinite})}))
+        except Exception as e:
+            text = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+            raise CheckpointError(f"cannot resume from {self.root}/{step} (truncated or written by a different "
+                                  f"model or optimizer?): {type(e).__name__}: {text}") from None
+        variables, train = restored[VARIABLES_ITEM], restored[TRAIN_ITEM]
+        state = TrainState(step=train["step"], params=variables["params"], batch_stats=variables["batch_stats"],
+                           opt_state=train["opt_state"], nonfinite=train["nonfinite"])
+        path = os.path.join(self.data_root, str(step), f"process_{jax.process_index()}.json")
+        data_state = None
+        if os.path.isfile(path):
+            with open(path) as f:
+                data_state = json.load(f)
+        return state, data_state
+
+    def _prune_data_states(self) -> None:
+        if jax.process_index() != 0 or not os.path.isdir(self.data_root):
+            return
+        kept = {str(s) for s in self.manager.all_steps()}
+        for name in os.listdir(self.data_root):
+            if name not in kept and name.isdigit() and int(name) < (self.latest_step() or 0):
+                shutil.rmtree(os.path.join(self.data_root, name), ignore_errors=True)
+
+    def close(self) -> None:
+        self.manager.wait_until_finished()
+        self.manager.close()
+
+
+def abstract_like(tree: Any, sharding) -> Any:
+    return jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=sharding), tree)

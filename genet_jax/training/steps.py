@@ -1,0 +1,112 @@
+"""Train and eval steps: pure functions of (state, batch), jit-compiled over a device mesh with the
+batch sharded along 'data' and the state replicated. BN statistics are computed over the global
+batch (the sharded batch axis is one array to XLA). With a teacher, its logits come from the same
+augmented images."""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from genet_jax.model import MasterNet
+from genet_jax.training import augment_device
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array
+    params: Any
+    batch_stats: Any
+    opt_state: Any
+    nonfinite: jax.Array  # steps whose loss was NaN/inf; those updates were not applied
+
+    @property
+    def variables(self) -> dict:
+        return {"params": self.params, "batch_stats": self.batch_stats}
+
+
+def create_mesh() -> Mesh:
+    return Mesh(np.asarray(jax.devices()), ("data",))
+
+
+def shardings(mesh: Mesh) -> tuple[NamedSharding, NamedSharding]:
+    """(replicated, batch-sharded)."""
+    return NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("data"))
+
+
+def init_state(variables: dict, tx: optax.GradientTransformation) -> TrainState:
+    return TrainState(step=jnp.zeros((), jnp.int32), params=variables["params"],
+                      batch_stats=variables["batch_stats"], opt_state=tx.init(variables["params"]),
+                      nonfinite=jnp.zeros((), jnp.int32))
+
+
+def make_train_step(model: MasterNet, tx: optax.GradientTransformation, config, schedule: optax.Schedule,
+                    teacher_model: Optional[MasterNet] = None) -> Callable:
+    """train_step(state, batch, base_key, teacher_variables) -> (state, metrics). The teacher's
+    variables are an argument, not a closure, so they are not baked into the compiled program."""
+    aug, num_classes = config.augment, model.spec.num_classes
+
+    def train_step(state: TrainState, batch: dict, base_key: jax.Array, teacher_variables: Any = None):
+        key = jax.random.fold_in(base_key, state.step)
+        k_erase, k_mix = jax.random.split(key)
+        images = augment_device.normalize_images(batch["image"], model.dtype)
+        targets = augment_device.smooth_labels(batch["label"], num_classes, aug.label_smoothing)
+        if aug.random_erase_prob > 0:
+            images = augment_device.random_erasing(k_erase, images, aug.random_erase_prob)
+        images, targets = augment_device.mix_batch(k_mix, images, targets, aug.mixup_alpha, aug.cutmix_alpha)
+
+        def loss_fn(params):
+            logits, updates = model.apply({"params": params, "batch_stats": state.batch_stats}, images,
+                                          train=True, mutable=["batch_stats"])
+            loss = optax.softmax_cross_entropy(logits, targets).mean()
+            if teacher_model is not None:
+                temperature = config.teacher.temperature
+                soft = jax.nn.softmax(jax.lax.stop_gradient(
+                    teacher_model.apply(teacher_variables, images)) / temperature, axis=-1)
+                soft_loss = optax.softmax_cross_entropy(logits / temperature, soft).mean() * temperature ** 2
+                loss = config.teacher.true_label_weight * loss + config.teacher.soft_label_weight * soft_loss
+            return loss, (logits, updates["batch_stats"])
+
+        (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        finite = jnp.isfinite(loss) & jnp.all(jnp.asarray([jnp.all(jnp.isfinite(g)) for g in
+                                                          jax.tree_util.tree_leaves(grads)]))
+        keep = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(finite, a, b), new, old)  # noqa: E731
+        new_state = TrainState(step=state.step + 1, params=keep(params, state.params),
+                               batch_stats=keep(batch_stats, state.batch_stats),
+                               opt_state=keep(opt_state, state.opt_state),
+                               nonfinite=state.nonfinite + (~finite).astype(jnp.int32))
+        metrics = {"loss": loss, "top1": jnp.mean(jnp.argmax(logits, -1) == batch["label"]),
+                   "lr": schedule(state.step), "grad_norm": optax.global_norm(grads)}
+        return new_state, metrics
+
+    return train_step
+
+
+def make_eval_step(model: MasterNet) -> Callable:
+    def eval_step(variables: dict, batch: dict) -> dict:
+        images = augment_device.normalize_images(batch["image"], model.dtype)
+        logits = model.apply(variables, images)
+        mask = batch["mask"]
+        labels = batch["label"]
+        top5 = jax.lax.top_k(logits, min(5, logits.shape[-1]))[1]
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+        return {"count": mask.sum(), "loss": (loss * mask).sum(),
+                "top1": ((jnp.argmax(logits, -1) == labels) * mask).sum(),
+                "top5": (jnp.any(top5 == labels[:, None], axis=-1) * mask).sum()}
+
+    return eval_step
+
+
+def jit_steps(train_step, eval_step, mesh: Mesh):
+    replicated, batch_sharded = shardings(mesh)
+    train = jax.jit(train_step, in_shardings=(replicated, batch_sharded, replicated, replicated),
+                    out_shardings=(replicated, replicated), donate_argnums=(0,))
+    evaluate = jax.jit(eval_step, in_shardings=(replicated, batch_sharded), out_shardings=replicated)
+    return train, evaluate

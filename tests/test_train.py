@@ -1,0 +1,205 @@
+"""`python train.py` end to end: configs, resume after kill -9, NaN, SIGTERM, multi-device
+equivalence, image folders with bad files, fine-tuning an imported PyTorch checkpoint."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import genet_jax as g
+from genet_jax import export, interop
+from genet_jax.checkpoint import load_model_checkpoint
+from tests.conftest import REPO_ROOT
+
+TINY = json.dumps({"stem_width": 8, "stem_stride": 1, "final_width": 32, "num_classes": 10, "resolution": 16,
+                   "blocks": [{"block_type": "XX", "depth": 1, "width": 16, "stride": 2},
+                              {"block_type": "BL", "depth": 1, "width": 32, "stride": 2, "ratio": 0.25},
+                              {"block_type": "DW", "depth": 1, "width": 32, "stride": 1, "ratio": 3.0}]})
+
+
+def tiny_args(workdir, steps=12, **overrides):
+    args = {"workdir": str(workdir), "model": TINY, "resolution": 16, "batch_size": 16, "num_train_steps": steps,
+            "checkpoint.every_steps": 4, "log_every_steps": 2, "eval_every_epochs": 1000.0,
+            "progress_bar": False, "data.eval_batch_size": 64, "optim.warmup_epochs": 0.1, **overrides}
+    return [f"--config.{k}={v}" for k, v in args.items()]
+
+
+def run_train(args, env=None, **kwargs):
+    return subprocess.run([sys.executable, os.path.join(REPO_ROOT, "train.py"), *args], capture_output=True,
+                          text=True, cwd=REPO_ROOT, env={**os.environ, **(env or {})}, **kwargs)
+
+
+def final_params(workdir):
+    return jax.tree_util.tree_leaves(load_model_checkpoint(workdir).variables)
+
+
+def test_config_errors_name_the_field(tmp_path):
+    result = run_train(tiny_args(tmp_path / "a", **{"optim.lr_per_256": -1.0}))
+    assert result.returncode == 2 and "config.optim.lr_per_256: must be > 0" in result.stderr
+    result = run_train(tiny_args(tmp_path / "b", model="genet_nope"))
+    assert result.returncode == 2 and "config.model" in result.stderr and "genet_nope" in result.stderr
+    result = run_train(tiny_args(tmp_path / "c", **{"augment.policy": "fancy"}))
+    assert result.returncode == 2 and "config.augment.policy" in result.stderr
+    result = run_train(tiny_args(tmp_path / "d", batch_size="many"))
+    assert result.returncode != 0 and "batch_size" in result.stderr
+    result = run_train(["--config", "configs/imagenet_genet_normal.py", f"--config.workdir={tmp_path / 'e'}",
+                        "--config.data.data_dir=" + str(tmp_path / "tfds")])
+    assert result.returncode == 2 and "ILSVRC2012_img_train.tar" in result.stderr
+    assert str(tmp_path / "tfds" / "downloads" / "manual") in result.stderr
+
+
+def test_overrides_are_applied_and_saved(tmp_path):
+    result = run_train(tiny_args(tmp_path, steps=2, seed=7, **{"augment.label_smoothing": 0.2}))
+    assert result.returncode == 0, result.stderr
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["seed"] == 7 and saved["augment"]["label_smoothing"] == 0.2 and saved["num_train_steps"] == 2
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["step"] == 2 and 0 <= metrics["eval"]["top1"] <= 1
+    assert "checkpoints:" in result.stdout
+
+
+@pytest.mark.slow
+def test_kill9_then_rerun_equals_uninterrupted(tmp_path):
+    reference = run_train(tiny_args(tmp_path / "ref", steps=24))
+    assert reference.returncode == 0, reference.stderr
+    args = tiny_args(tmp_path / "killed", steps=24)
+    process = subprocess.Popen([sys.executable, os.path.join(REPO_ROOT, "train.py"), *args], cwd=REPO_ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoints = tmp_path / "killed" / "checkpoints"
+    deadline = time.time() + 240
+    while time.time() < deadline and process.poll() is None:
+        done = [d for d in os.listdir(checkpoints) if d.isdigit()] if checkpoints.is_dir() else []
+        if any(int(d) >= 8 for d in done):
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "the run finished before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    steps_at_kill = sorted(int(d) for d in os.listdir(checkpoints) if d.isdigit())
+    assert steps_at_kill and max(steps_at_kill) < 24
+    resumed = run_train(args)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from" in resumed.stderr
+    for a, b in zip(final_params(tmp_path / "ref"), final_params(tmp_path / "killed")):
+        assert np.array_equal(a, b)  # bit-identical: deterministic data order, RNG and XLA CPU kernels
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    result = run_train(tiny_args(tmp_path, steps=40, **{"optim.lr_per_256": 1e12, "optim.warmup_epochs": 2.0,
+                                                        "checkpoint.every_steps": 2}))
+    assert result.returncode == 2
+    assert "the loss became NaN or inf" in result.stderr and "last good checkpoint" in result.stderr
+    ckpt = load_model_checkpoint(tmp_path)
+    assert ckpt.step >= 2
+    assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(ckpt.variables))
+
+
+@pytest.mark.slow
+def test_eight_devices_match_one(tmp_path):
+    args = dict(steps=6, **{"checkpoint.every_steps": 100})
+    one = run_train(tiny_args(tmp_path / "one", **args))
+    eight = run_train(tiny_args(tmp_path / "eight", **args),
+                      env={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
+    assert one.returncode == 0 and eight.returncode == 0, eight.stderr
+    # Same global batch of 16 split over 8 devices: only the order of floating-point reductions
+    # (BN statistics and gradient all-reduces over the sharded batch) differs.
+    for a, b in zip(final_params(tmp_path / "one"), final_params(tmp_path / "eight")):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+
+
+def test_sigterm_saves_before_exit(tmp_path):
+    args = tiny_args(tmp_path, steps=100000, **{"checkpoint.every_steps": 100000})
+    process = subprocess.Popen([sys.executable, os.path.join(REPO_ROOT, "train.py"), *args], cwd=REPO_ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    tensorboard = tmp_path / "tensorboard"
+    deadline = time.time() + 240
+    while time.time() < deadline and not (tensorboard.is_dir() and any(
+            os.path.getsize(tensorboard / f) > 200 for f in os.listdir(tensorboard))):
+        time.sleep(0.2)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["interrupted"] and 0 < metrics["step"] < 100000
+    assert load_model_checkpoint(tmp_path).step == metrics["step"]
+
+
+def _write_folder(root, with_bad_files):
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for c, name in enumerate(("cat", "dog")):
+            directory = root / split / name
+            directory.mkdir(parents=True)
+            for i in range(6):
+                Image.fromarray(rng.integers(0, 255, (20 + i, 24, 3), dtype=np.uint8)).save(directory / f"{i}.jpg")
+    if with_bad_files:
+        rgb = rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)
+        Image.fromarray(rgb[..., 0]).save(root / "train" / "cat" / "gray.jpg")
+        Image.fromarray(rgb).convert("CMYK").save(root / "train" / "cat" / "cmyk.jpg")
+        Image.fromarray(np.dstack([rgb, rgb[..., :1]])).save(root / "train" / "dog" / "alpha.png")
+        (root / "train" / "dog" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+        (root / "val" / "dog" / "corrupt.jpg").write_bytes(b"")
+
+
+def test_image_folder_with_bad_files(tmp_path):
+    _write_folder(tmp_path / "data", with_bad_files=True)
+    result = run_train(tiny_args(tmp_path / "run", steps=4, batch_size=8, **{
+        "data.source": f"folder:{tmp_path / 'data'}", "data.eval_split": "validation", "data.eval_batch_size": 8,
+        "augment.policy": "randaugment", "augment.random_resized_crop": True}))
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["skipped_train_images"] >= 1  # the corrupt JPEG, counted (visited once or twice)
+    assert metrics["eval"]["skipped_images"] == 1 and metrics["eval"]["count"] == 12
+    assert "corrupt.jpg" in result.stderr  # named in the log
+    assert metrics["model"]["num_classes"] == 2
+
+
+def test_finetune_imported_pytorch_checkpoint(tmp_path):
+    spec = g.resolve_spec("genet_light")
+    torch.manual_seed(0)
+    from genet_jax.torch_model import TorchGENet
+    official = interop.convert_state_dict(TorchGENet(spec).state_dict(), spec, "torch", "official")
+    torch.save({"state_dict": official}, tmp_path / "GENet_small.pth")
+    assert export.main(["--import-from", str(tmp_path / "GENet_small.pth"), "--out", str(tmp_path / "imported")]) == 0
+    _write_folder(tmp_path / "data", with_bad_files=False)
+    result = run_train(tiny_args(tmp_path / "run", steps=3, batch_size=4, model="genet_light", resolution=32, **{
+        "init_from.checkpoint": str(tmp_path / "imported"), "data.source": f"folder:{tmp_path / 'data'}",
+        "data.eval_batch_size": 4, "optim.lr_per_256": 0.01}))
+    assert result.returncode == 0, result.stderr
+    tuned = load_model_checkpoint(tmp_path / "run")
+    imported = load_model_checkpoint(tmp_path / "imported")
+    assert tuned.spec.num_classes == 2 and tuned.variables["params"]["head"]["kernel"].shape == (1920, 2)
+    before = imported.variables["params"]["stage2"]["unit3"]["conv2"]["conv"]["kernel"]
+    after = tuned.variables["params"]["stage2"]["unit3"]["conv2"]["conv"]["kernel"]
+    assert np.corrcoef(before.ravel(), after.ravel())[0, 1] > 0.99  # inherited, not re-drawn
+    assert not np.array_equal(before, after)  # and trained
+
+
+def test_tensorboard_scalars(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    assert run_train(tiny_args(tmp_path, steps=4)).returncode == 0
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/lr", "train/top1", "train/images_per_second", "eval/top1", "eval/top5"} <= tags
+    assert [e.step for e in events.Scalars("train/loss")] == [2, 4]
+
+
+@pytest.mark.slow
+def test_embedded_default_reaches_97_percent(tmp_path):
+    started = time.time()
+    result = run_train([f"--config.workdir={tmp_path}", "--config.progress_bar=false"])
+    elapsed = time.time() - started
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["eval"]["top1"] >= 0.97, metrics["eval"]
+    assert f"checkpoints: {tmp_path / 'checkpoints'}" in result.stdout
+    print(f"embedded default: top-1 {metrics['eval']['top1']:.4f} in {elapsed:.0f} s")

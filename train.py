@@ -1,0 +1,50 @@
+"""Train a GENet: `python train.py [--config configs/X.py] [--config.key=value ...]`.
+
+With no arguments it trains the embedded default (configs/default.py: digits, a few minutes on a
+CPU). Re-running the same command resumes from the workdir's latest checkpoint.
+"""
+import logging
+import os
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+REPO = os.path.dirname(os.path.abspath(__file__))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+config_flags.DEFINE_config_file("config", os.path.join(REPO, "configs", "default.py"),
+                                "training config file (a Python file with get_config())", lock_config=True)
+flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() first (multi-host; see README)")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("absl", "orbax", "jax._src", "grain"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    import jax
+    if flags.FLAGS.distributed:
+        jax.distributed.initialize()
+    from genet_jax.checkpoint import CheckpointError
+    from genet_jax.data.sources import DataError
+    from genet_jax.training.config import ConfigError
+    from genet_jax.training.loop import TrainingDiverged, train
+
+    try:
+        final = train(flags.FLAGS.config)
+    except (ConfigError, DataError, CheckpointError, TrainingDiverged) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    top1 = final["eval"].get("top1")
+    print(f"step {final['step']}/{final['total_steps']}: eval top-1 {top1:.4f}" if top1 is not None else
+          f"step {final['step']}/{final['total_steps']}")
+    print(f"checkpoints: {final['checkpoint_dir']}")
+    print(f"metrics: {os.path.join(os.path.abspath(flags.FLAGS.config.workdir), 'metrics.json')}")
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(lambda argv: sys.exit(main(argv)))
