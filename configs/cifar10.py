@@ -25,7 +25,7 @@ def get_config():
     c.model = json.dumps(CIFAR_GENET)
     c.resolution = 32
     c.batch_size = 256
-    c.num_epochs = 15.0
+    c.num_epochs = 12.0
     c.data.source = "folder:data/cifar10-jpg"
     c.data.train_split = "train"
     c.data.eval_split = "test"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Mapping, Optional
+from typing import Mapping, Optional
 
 import jax
 import numpy as np
@@ -99,6 +99,3 @@ def load_model_checkpoint(path: str | os.PathLike, step: Optional[int] = None) -
     variables = {"params": state["params"], "batch_stats": state["batch_stats"]}
     return ModelCheckpoint(spec, variables, int(step), where, model.get("extras", {}), model.get("metadata", {}))
 
-
-def tree_shapes(tree: Any) -> Any:
-    return jax.tree_util.tree_map(lambda a: tuple(np.shape(a)), tree)

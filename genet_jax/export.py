@@ -70,8 +70,9 @@ def load_pth(path: str) -> dict:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
+        first_line = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
         raise ExportError(f"{path}: cannot read it as a PyTorch weights file "
-                          f"({type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ''})") from None
+                          f"({type(e).__name__}: {first_line})") from None
     for wrapper in ("state_dict", "model", "state_dict_ema"):
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
             obj = obj[wrapper]

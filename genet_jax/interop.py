@@ -97,7 +97,8 @@ def to_state_dict(spec: NetworkSpec, variables: Mapping, layout: str = "torch",
     out: dict[str, np.ndarray] = {}
     for path, block_type in _conv_bn_prefixes(spec):
         conv, bn = _layer_names(path, block_type, spec, layout)
-        out[f"{conv}.weight"] = np.ascontiguousarray(np.asarray(params[path + ("conv", "kernel")]).transpose(3, 2, 0, 1))
+        kernel = np.asarray(params[path + ("conv", "kernel")])
+        out[f"{conv}.weight"] = np.ascontiguousarray(kernel.transpose(3, 2, 0, 1))
         for (collection, leaf), field in _BN_FIELDS.items():
             source = params if collection == "params" else stats
             out[f"{bn}.{field}"] = np.asarray(source[path + ("bn", leaf)])

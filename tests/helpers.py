@@ -56,7 +56,8 @@ def calibrated_variables(model, seed=0, resolution=64, batch_size=4):
         if path[-1] == "mean":
             batch_mean = value / (1 - momentum)
             var_path = path[:-1] + ("var",)
-            batch_var = (np.asarray(traverse_util.flatten_dict(updates["batch_stats"])[var_path]) - momentum) / (1 - momentum)
+            running_var = np.asarray(traverse_util.flatten_dict(updates["batch_stats"])[var_path])
+            batch_var = (running_var - momentum) / (1 - momentum)
             value = batch_mean + 0.1 * np.sqrt(np.maximum(batch_var, 1e-6)) * rng.standard_normal(value.shape)
         else:
             value = np.maximum((value - momentum) / (1 - momentum), 1e-3) * rng.uniform(0.8, 1.25, value.shape)

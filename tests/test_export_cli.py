@@ -31,7 +31,8 @@ def test_export_official_then_import(tmp_path, capsys):
     assert os.path.isfile(tmp_path / "light.txt")
     saved = torch.load(out, weights_only=True)
     assert list(saved) == ["state_dict"] and len(saved["state_dict"]) == 272
-    assert g.parse_structure_string((tmp_path / "light.txt").read_text(), resolution=192) == g.resolve_spec("genet_light")
+    emitted = (tmp_path / "light.txt").read_text()
+    assert g.parse_structure_string(emitted, resolution=192) == g.resolve_spec("genet_light")
     assert export.main(["--import-from", out, "--out", str(tmp_path / "ckpt")]) == 0
     ckpt = load_model_checkpoint(tmp_path / "ckpt")
     assert ckpt.spec == g.resolve_spec("genet_light")  # matched in the registry: resolution 192 kept

@@ -104,7 +104,8 @@ def test_reduced_precision_keeps_float32_state(dtype):
     assert {a.dtype for a in jax.tree_util.tree_leaves(variables)} == {jnp.dtype(jnp.float32)}
     x = jax.random.normal(jax.random.PRNGKey(3), (2, 64, 64, 3))
     jaxpr = str(jax.make_jaxpr(model.apply)(variables, x))
-    assert f"{ {'bfloat16': 'bf16', 'float16': 'f16'}[dtype]}[2,32,32,13]" in jaxpr  # the stem runs in the compute dtype
+    short_name = {"bfloat16": "bf16", "float16": "f16"}[dtype]
+    assert f"{short_name}[2,32,32,13]" in jaxpr  # the stem runs in the compute dtype
     logits, updates = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]))(variables, x)
     assert logits.dtype == jnp.float32
     assert {a.dtype for a in jax.tree_util.tree_leaves(updates)} == {jnp.dtype(jnp.float32)}

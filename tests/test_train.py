@@ -63,6 +63,12 @@ def test_overrides_are_applied_and_saved(tmp_path):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["step"] == 2 and 0 <= metrics["eval"]["top1"] <= 1
     assert "checkpoints:" in result.stdout
+    evaluated = subprocess.run([sys.executable, "-m", "genet_jax.evaluate", f"--checkpoint={tmp_path}",
+                                "--config.data.eval_batch_size=64"], capture_output=True, text=True, cwd=REPO_ROOT)
+    assert evaluated.returncode == 0, evaluated.stderr
+    report = json.loads(evaluated.stdout)
+    assert report["split"] == "test" and report["count"] == metrics["eval"]["count"]
+    assert abs(report["top1"] - metrics["eval"]["top1"]) < 1e-6
 
 
 @pytest.mark.slow
@@ -203,3 +209,32 @@ def test_embedded_default_reaches_97_percent(tmp_path):
     assert metrics["eval"]["top1"] >= 0.97, metrics["eval"]
     assert f"checkpoints: {tmp_path / 'checkpoints'}" in result.stdout
     print(f"embedded default: top-1 {metrics['eval']['top1']:.4f} in {elapsed:.0f} s")
+
+
+def test_teacher_distillation(tmp_path):
+    assert run_train(tiny_args(tmp_path / "teacher", steps=4)).returncode == 0
+    plain = run_train(tiny_args(tmp_path / "plain", steps=4))
+    taught = run_train(tiny_args(tmp_path / "taught", steps=4, **{
+        "teacher.checkpoint": str(tmp_path / "teacher"), "teacher.temperature": 2.0}))
+    assert plain.returncode == 0 and taught.returncode == 0, taught.stderr
+    assert not all(np.array_equal(a, b) for a, b in zip(final_params(tmp_path / "plain"),
+                                                        final_params(tmp_path / "taught")))
+    _write_folder(tmp_path / "data", with_bad_files=False)  # 2 classes; the teacher knows 10
+    mismatch = run_train(tiny_args(tmp_path / "bad", steps=2, **{
+        "teacher.checkpoint": str(tmp_path / "teacher"), "data.source": f"folder:{tmp_path / 'data'}"}))
+    assert mismatch.returncode == 2 and "config.teacher.checkpoint: the teacher has 10 classes, the data 2" \
+        in mismatch.stderr
+
+
+@pytest.mark.slow
+def test_imagenet_recipe_trains_on_a_folder(tmp_path):
+    _write_folder(tmp_path / "data", with_bad_files=False)
+    result = run_train(["--config", "configs/imagenet_genet_light.py", f"--config.workdir={tmp_path / 'run'}",
+                        f"--config.data.source=folder:{tmp_path / 'data'}", "--config.num_train_steps=2",
+                        "--config.batch_size=4", "--config.data.eval_batch_size=4", "--config.resolution=32",
+                        "--config.progress_bar=false", "--config.data.num_threads=2"])
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["step"] == 2 and metrics["eval"]["count"] == 12
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["augment"]["policy"] == "autoaugment" and saved["dtype"] == "bfloat16"

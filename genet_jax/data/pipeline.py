@@ -121,9 +121,6 @@ class DevicePrefetcher:
         self.queue: collections.deque = collections.deque()
         self.state: Optional[dict] = iterator.get_state() if hasattr(iterator, "get_state") else None
 
-    def _put(self, batch: dict) -> dict:
-        return {k: jax.make_array_from_process_local_data(self.sharding, v) for k, v in batch.items()}
-
     def __iter__(self):
         return self
 
@@ -131,10 +128,11 @@ class DevicePrefetcher:
         while len(self.queue) < self.size:
             batch = next(self.iterator)
             state = self.iterator.get_state() if hasattr(self.iterator, "get_state") else None
-            self.queue.append((self._put(batch), state))
+            self.queue.append((device_put_batch(batch, self.sharding), state))
         batch, self.state = self.queue.popleft()
         return batch
 
 
 def device_put_batch(batch: dict, sharding) -> dict[str, Any]:
+    """Each host's local rows -> one global array per key, sharded along the batch axis."""
     return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}

@@ -7,12 +7,11 @@ import math
 import os
 import signal
 import time
-from typing import Any, Optional
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 from tqdm import tqdm
 
 from genet_jax.checkpoint import load_model_checkpoint
@@ -95,8 +94,9 @@ def train(config: ml_collections.ConfigDict) -> dict:
     log.info("config:\n%s", config)
 
     train_source = open_source(config.data.source, config.data.train_split, config.data.data_dir or None)
+    folder_classes = train_source.class_names if config.data.source.startswith("folder:") else None
     eval_source = open_source(config.data.source, config.data.eval_split, config.data.data_dir or None,
-                              class_names=train_source.class_names if config.data.source.startswith("folder:") else None)
+                              class_names=folder_classes)
     spec = model_spec(config, train_source.num_classes)
     size = spec.resolution
     mesh = steps.create_mesh()
@@ -154,6 +154,8 @@ def train(config: ml_collections.ConfigDict) -> dict:
     eval_metrics: dict[str, Any] = {}
     window_start, window_steps, started = time.perf_counter(), 0, time.perf_counter()
     images_per_second = 0.0
+    steady_images, steady_seconds, first_window = 0, 0.0, True  # the first window includes compilation
+    window_pause = 0.0  # evaluation and checkpoint time inside a window: not training throughput
 
     def check_finite(step: int) -> None:
         if int(jax.device_get(state.nonfinite)):
@@ -172,24 +174,33 @@ def train(config: ml_collections.ConfigDict) -> dict:
             if step % config.log_every_steps == 0 or step == total_steps:
                 metrics = jax.device_get(metrics)
                 check_finite(step)
-                elapsed = time.perf_counter() - window_start
+                elapsed = time.perf_counter() - window_start - window_pause
                 images_per_second = window_steps * config.batch_size / max(elapsed, 1e-9)
+                if not first_window:
+                    steady_images += window_steps * config.batch_size
+                    steady_seconds += elapsed
+                first_window = False
                 scalars = {f"train/{k}": float(v) for k, v in metrics.items()}
                 scalars["train/images_per_second"] = images_per_second
                 writer.write(step, scalars)
                 progress.set_postfix(loss=f"{float(metrics['loss']):.3f}", img_s=f"{images_per_second:.0f}")
-                window_start, window_steps = time.perf_counter(), 0
+                window_start, window_steps, window_pause = time.perf_counter(), 0, 0.0
             is_eval = step % eval_every == 0 or step == total_steps
+            is_save = is_eval or step % config.checkpoint.every_steps == 0 or stop.requested
+            if is_save:
+                jax.block_until_ready(state.step)  # the steps dispatched so far count as training time
+            pause_start = time.perf_counter()
             if is_eval:
                 check_finite(step)
                 eval_metrics = evaluate(eval_step, state.variables, eval_source, config, size, batch_sharding)
                 writer.write(step, {f"eval/{k}": v for k, v in eval_metrics.items()})
                 log.info("step %d: eval top-1 %.4f top-5 %.4f loss %.4f", step, eval_metrics["top1"],
                          eval_metrics["top5"], eval_metrics["loss"])
-            if is_eval or step % config.checkpoint.every_steps == 0 or stop.requested:
+            if is_save:
                 check_finite(step)
                 checkpointer.save(state, model_json, batches.state,
                                   {"top1": eval_metrics["top1"]} if is_eval else None, wait=stop.requested)
+            window_pause += time.perf_counter() - pause_start
             if stop.requested:
                 break
     finally:
@@ -200,8 +211,9 @@ def train(config: ml_collections.ConfigDict) -> dict:
 
     if not eval_metrics and not stop.requested:  # re-run of a finished run: report, train nothing
         eval_metrics = evaluate(eval_step, state.variables, eval_source, config, size, batch_sharding)
+    steady = steady_images / steady_seconds if steady_seconds else images_per_second
     final = {"step": int(jax.device_get(state.step)), "total_steps": total_steps, "eval": eval_metrics,
-             "train_images_per_second": images_per_second, "wall_seconds": time.perf_counter() - started,
+             "train_images_per_second": steady, "wall_seconds": time.perf_counter() - started,
              "skipped_train_images": skips.count, "checkpoint_dir": checkpointer.root,
              "interrupted": stop.requested, "model": spec.to_dict()}
     if jax.process_index() == 0:
