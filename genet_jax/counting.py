@@ -40,17 +40,8 @@ def _conv(cin: int, cout: int, k: int, stride: int, groups: int, size: int) -> t
 
 def _unit(u: UnitConfig, size: int) -> tuple[int, int, int]:
     out = conv_out_size(size, u.kernel_size, u.stride)
-    if u.block_type == "XX":
-        convs = [(u.in_width, u.mid_width, u.kernel_size, u.stride, 1, size),
-                 (u.mid_width, u.width, u.kernel_size, 1, 1, out)]
-    else:
-        groups = u.mid_width if u.block_type == "DW" else 1
-        convs = [(u.in_width, u.mid_width, 1, 1, 1, size),
-                 (u.mid_width, u.mid_width, u.kernel_size, u.stride, groups, size),
-                 (u.mid_width, u.width, 1, 1, 1, out)]
-    if u.has_projection:
-        convs.append((u.in_width, u.width, 1, u.stride, 1, size))
-    counts = [_conv(*c) for c in convs]
+    counts = [_conv(c.in_width, c.out_width, c.kernel_size, c.stride, c.groups, out if c.after_stride else size)
+              for c in u.conv_layers()]
     return sum(c[0] for c in counts), sum(c[1] for c in counts), out
 
 

@@ -45,8 +45,7 @@ def main(argv):
     model = MasterNet(ckpt.spec, canonical_dtype(config.dtype))
     mesh = steps.create_mesh()
     replicated, batch_sharding = steps.shardings(mesh)
-    eval_step = jax.jit(steps.make_eval_step(model), in_shardings=(replicated, batch_sharding),
-                        out_shardings=replicated)
+    eval_step = steps.jit_eval_step(steps.make_eval_step(model), mesh)
     metrics = evaluate(eval_step, jax.device_put(ckpt.variables, replicated), source, config, size, batch_sharding)
     print(json.dumps({"checkpoint": ckpt.path, "split": split, "resolution": size, **metrics}, indent=2))
     return 0

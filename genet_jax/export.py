@@ -85,7 +85,7 @@ def load_pth(path: str) -> dict:
 
 
 def _num_classes(state_dict: dict, layout: str) -> int:
-    head_key = {"official": "fc_linear.weight", "timm": "head.fc.weight", "torch": "head.weight"}[layout]
+    head_key = interop.head_name(layout) + ".weight"
     if head_key not in state_dict:
         raise ExportError(f"a {layout!r} state_dict needs {head_key!r}; it is missing")
     return int(state_dict[head_key].shape[0])

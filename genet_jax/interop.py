@@ -26,17 +26,15 @@ class StateDictError(ValueError):
     """A state_dict that does not fit the architecture; the message names the key(s)."""
 
 
-def _conv_bn_prefixes(spec: NetworkSpec) -> Iterator[tuple[tuple[str, ...], str]]:
-    """(Flax path, layer role) of every conv-BN pair, in network order."""
-    yield ("stem",), "stem"
+def _conv_bn_prefixes(spec: NetworkSpec) -> Iterator[tuple[tuple[str, ...], str, tuple[int, ...]]]:
+    """(Flax path, block type or layer role, PyTorch OIHW weight shape) of every conv-BN pair."""
+    k = spec.stem_kernel_size
+    yield ("stem",), "stem", (spec.stem_width, spec.in_channels, k, k)
     for i in range(len(spec.blocks)):
         for j, unit in enumerate(spec.units(i)):
-            convs = ("conv1", "conv2") if unit.block_type == "XX" else ("conv1", "conv2", "conv3")
-            for c in convs:
-                yield (f"stage{i}", f"unit{j}", c), unit.block_type
-            if unit.has_projection:
-                yield (f"stage{i}", f"unit{j}", "shortcut"), unit.block_type
-    yield ("final",), "final"
+            for conv in unit.conv_layers():
+                yield (f"stage{i}", f"unit{j}", conv.name), unit.block_type, conv.torch_weight_shape
+    yield ("final",), "final", (spec.final_width, spec.blocks[-1].width, 1, 1)
 
 
 def _layer_names(path: tuple[str, ...], block_type: str, spec: NetworkSpec, layout: str) -> tuple[str, str]:
@@ -63,7 +61,7 @@ def _layer_names(path: tuple[str, ...], block_type: str, spec: NetworkSpec, layo
     return f"{base}.conv_list.{unit}.{index}", f"{base}.conv_list.{unit}.{index + 1}"
 
 
-def _head_name(layout: str) -> str:
+def head_name(layout: str) -> str:
     return {"torch": "head", "official": "fc_linear", "timm": "head.fc"}[layout]
 
 
@@ -76,11 +74,11 @@ def state_dict_keys(spec: NetworkSpec, layout: str) -> list[str]:
     """Every key of the state_dict of `spec` in `layout`, in module order."""
     _check_layout(layout)
     keys = []
-    for path, block_type in _conv_bn_prefixes(spec):
+    for path, block_type, _ in _conv_bn_prefixes(spec):
         conv, bn = _layer_names(path, block_type, spec, layout)
         keys.append(f"{conv}.weight")
         keys += [f"{bn}.{f}" for f in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")]
-    head = _head_name(layout)
+    head = head_name(layout)
     return keys + [f"{head}.weight", f"{head}.bias"]
 
 
@@ -95,7 +93,7 @@ def to_state_dict(spec: NetworkSpec, variables: Mapping, layout: str = "torch",
     stats = traverse_util.flatten_dict(dict(variables["batch_stats"]))
     tracked = dict((extras or {}).get("num_batches_tracked", {}))
     out: dict[str, np.ndarray] = {}
-    for path, block_type in _conv_bn_prefixes(spec):
+    for path, block_type, _ in _conv_bn_prefixes(spec):
         conv, bn = _layer_names(path, block_type, spec, layout)
         kernel = np.asarray(params[path + ("conv", "kernel")])
         out[f"{conv}.weight"] = np.ascontiguousarray(kernel.transpose(3, 2, 0, 1))
@@ -104,7 +102,7 @@ def to_state_dict(spec: NetworkSpec, variables: Mapping, layout: str = "torch",
             out[f"{bn}.{field}"] = np.asarray(source[path + ("bn", leaf)])
         canonical = ".".join(path) + ".bn.num_batches_tracked"
         out[f"{bn}.num_batches_tracked"] = np.asarray(tracked.get(canonical, 0), dtype=np.int64)
-    head = _head_name(layout)
+    head = head_name(layout)
     out[f"{head}.weight"] = np.ascontiguousarray(np.asarray(params[("head", "kernel")]).T)
     out[f"{head}.bias"] = np.asarray(params[("head", "bias")])
     return out
@@ -137,9 +135,8 @@ def from_state_dict(spec: NetworkSpec, state_dict: Mapping[str, Any],
                                  f"needs {tuple(shape)}")
         return value
 
-    for path, block_type in _conv_bn_prefixes(spec):
+    for path, block_type, shape in _conv_bn_prefixes(spec):
         conv, bn = _layer_names(path, block_type, spec, layout)
-        shape = _expected_conv_shape(spec, path)
         weight = take(f"{conv}.weight", shape)
         cout = shape[0]
         params[path + ("conv", "kernel")] = weight.transpose(2, 3, 1, 0).astype(np.float32)
@@ -147,30 +144,12 @@ def from_state_dict(spec: NetworkSpec, state_dict: Mapping[str, Any],
             target = params if collection == "params" else stats
             target[path + ("bn", leaf)] = take(f"{bn}.{field}", (cout,)).astype(np.float32)
         tracked[".".join(path) + ".bn.num_batches_tracked"] = int(_as_numpy(state_dict[f"{bn}.num_batches_tracked"]))
-    head = _head_name(layout)
+    head = head_name(layout)
     params[("head", "kernel")] = take(f"{head}.weight", (spec.num_classes, spec.final_width)).T.astype(np.float32)
     params[("head", "bias")] = take(f"{head}.bias", (spec.num_classes,)).astype(np.float32)
     variables = {"params": traverse_util.unflatten_dict(params),
                  "batch_stats": traverse_util.unflatten_dict(stats)}
     return variables, {"num_batches_tracked": tracked}
-
-
-def _expected_conv_shape(spec: NetworkSpec, path: tuple[str, ...]) -> tuple[int, int, int, int]:
-    """PyTorch OIHW shape of the conv at Flax path `path`."""
-    if path[0] == "stem":
-        k = spec.stem_kernel_size
-        return spec.stem_width, spec.in_channels, k, k
-    if path[0] == "final":
-        return spec.final_width, spec.blocks[-1].width, 1, 1
-    unit = list(spec.units(int(path[0][5:])))[int(path[1][4:])]
-    k = unit.kernel_size
-    return {
-        "XX": {"conv1": (unit.mid_width, unit.in_width, k, k), "conv2": (unit.width, unit.mid_width, k, k)},
-        "BL": {"conv1": (unit.mid_width, unit.in_width, 1, 1), "conv2": (unit.mid_width, unit.mid_width, k, k),
-               "conv3": (unit.width, unit.mid_width, 1, 1)},
-        "DW": {"conv1": (unit.mid_width, unit.in_width, 1, 1), "conv2": (unit.mid_width, 1, k, k),
-               "conv3": (unit.width, unit.mid_width, 1, 1)},
-    }[unit.block_type].get(path[2], (unit.width, unit.in_width, 1, 1))
 
 
 def convert_state_dict(state_dict: Mapping[str, Any], spec: NetworkSpec, source: str, target: str) -> dict:

@@ -24,7 +24,7 @@ def predict_images(checkpoint_dir: str, paths: list[str], top_k: int = 5, resolu
     """([{'image', 'top_k': [{'class', 'label', 'probability'}]}], [error messages])."""
     ckpt = load_model_checkpoint(checkpoint_dir)
     size = resolution or ckpt.spec.resolution
-    model = MasterNet(ckpt.spec.replace(resolution=max(size, ckpt.spec.total_stride)))
+    model = MasterNet(ckpt.spec)  # convolutional: any input size runs; `size` only sets the crop
     labels = ckpt.metadata.get("class_names")
     apply = jax.jit(lambda v, x: jax.nn.softmax(model.apply(v, x), axis=-1))
     images, kept, errors = [], [], []

@@ -115,6 +115,38 @@ class UnitConfig:
     def has_projection(self) -> bool:
         return self.stride != 1 or self.in_width != self.width
 
+    def conv_layers(self) -> tuple["ConvLayer", ...]:
+        """Every conv of the unit, main path first, then the projection shortcut if any."""
+        k, s = self.kernel_size, self.stride
+        if self.block_type == "XX":
+            layers = [ConvLayer("conv1", self.in_width, self.mid_width, k, s),
+                      ConvLayer("conv2", self.mid_width, self.width, k, 1, after_stride=True)]
+        else:
+            groups = self.mid_width if self.block_type == "DW" else 1
+            layers = [ConvLayer("conv1", self.in_width, self.mid_width, 1, 1),
+                      ConvLayer("conv2", self.mid_width, self.mid_width, k, s, groups),
+                      ConvLayer("conv3", self.mid_width, self.width, 1, 1, after_stride=True)]
+        if self.has_projection:
+            layers.append(ConvLayer("shortcut", self.in_width, self.width, 1, s))
+        return tuple(layers)
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvLayer:
+    """One conv (+BN) of a residual unit; `after_stride`: it sees the unit's output resolution."""
+
+    name: str
+    in_width: int
+    out_width: int
+    kernel_size: int
+    stride: int
+    groups: int = 1
+    after_stride: bool = False
+
+    @property
+    def torch_weight_shape(self) -> tuple[int, int, int, int]:
+        return self.out_width, self.in_width // self.groups, self.kernel_size, self.kernel_size
+
 
 @dataclasses.dataclass(frozen=True)
 class NetworkSpec:

@@ -42,24 +42,19 @@ class TorchConvBN(nn.Module):
 class TorchResidualUnit(nn.Module):
     def __init__(self, unit: UnitConfig):
         super().__init__()
-        u = unit
-        if u.block_type == "XX":
-            self.conv1 = TorchConvBN(u.in_width, u.mid_width, u.kernel_size, u.stride)
-            self.conv2 = TorchConvBN(u.mid_width, u.width, u.kernel_size, relu=False)
-            self.main = [self.conv1, self.conv2]
-        else:
-            groups = u.mid_width if u.block_type == "DW" else 1
-            self.conv1 = TorchConvBN(u.in_width, u.mid_width, 1)
-            self.conv2 = TorchConvBN(u.mid_width, u.mid_width, u.kernel_size, u.stride, groups)
-            self.conv3 = TorchConvBN(u.mid_width, u.width, 1, relu=False)
-            self.main = [self.conv1, self.conv2, self.conv3]
-        self.shortcut = TorchConvBN(u.in_width, u.width, 1, u.stride, relu=False) if u.has_projection else None
+        self.main_names, self.has_projection = [], unit.has_projection
+        for conv in unit.conv_layers():
+            is_shortcut = conv.name == "shortcut"
+            self.add_module(conv.name, TorchConvBN(conv.in_width, conv.out_width, conv.kernel_size, conv.stride,
+                                                   conv.groups, relu=not (is_shortcut or conv.after_stride)))
+            if not is_shortcut:
+                self.main_names.append(conv.name)
 
     def forward(self, x):
         y = x
-        for layer in self.main:
-            y = layer(y)
-        return torch.relu(y + (self.shortcut(x) if self.shortcut is not None else x))
+        for name in self.main_names:
+            y = getattr(self, name)(y)
+        return torch.relu(y + (self.shortcut(x) if self.has_projection else x))
 
 
 class TorchGENet(nn.Module):

@@ -116,14 +116,16 @@ def train(config: ml_collections.ConfigDict) -> dict:
     base_key = jax.random.PRNGKey(config.seed)
     schedule = optim.learning_rate_schedule(config.optim, config.batch_size, total_steps, steps_per_epoch)
     tx = optim.make_optimizer(config.optim, schedule)
-    state = steps.init_state(load_initial_variables(config, model, jax.random.fold_in(base_key, 0)), tx)
-    state = jax.device_put(state, replicated)
+    init_key = jax.random.fold_in(base_key, 0)
 
     checkpointer = TrainCheckpointer(workdir, config.checkpoint.keep, config.checkpoint.async_save)
     data_state = None
-    if checkpointer.latest_step() is not None:
-        state, data_state = checkpointer.restore(abstract_like(state, replicated))
+    if checkpointer.latest_step() is not None:  # resume: shapes only, no initialisation to compile or run
+        abstract = jax.eval_shape(lambda key: steps.init_state(init_variables(model, key), tx), init_key)
+        state, data_state = checkpointer.restore(abstract_like(abstract, replicated))
         log.info("resuming from %s/%d", checkpointer.root, int(state.step))
+    else:
+        state = jax.device_put(steps.init_state(load_initial_variables(config, model, init_key), tx), replicated)
     model_json = {"spec": spec.to_dict(), "extras": {},
                   "metadata": {"class_names": train_source.class_names, "data_source": config.data.source}}
 
@@ -136,8 +138,8 @@ def train(config: ml_collections.ConfigDict) -> dict:
         teacher_model = MasterNet(teacher.spec, canonical_dtype(config.dtype))
         teacher_variables = jax.device_put(teacher.variables, replicated)
 
-    train_step, eval_step = steps.jit_steps(
-        steps.make_train_step(model, tx, config, schedule, teacher_model), steps.make_eval_step(model), mesh)
+    train_step = steps.jit_train_step(steps.make_train_step(model, tx, config, schedule, teacher_model), mesh)
+    eval_step = steps.jit_eval_step(steps.make_eval_step(model), mesh)
     skips = pipeline.SkipCounter(f"train {train_source.name}")
     iterator = iter(pipeline.train_dataset(train_source, config.augment, size, per_host_batch, config.seed,
                                            config.data.num_threads, skips, make_policy(config.augment)))

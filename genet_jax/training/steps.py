@@ -75,15 +75,15 @@ def make_train_step(model: MasterNet, tx: optax.GradientTransformation, config, 
         (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        finite = jnp.isfinite(loss) & jnp.all(jnp.asarray([jnp.all(jnp.isfinite(g)) for g in
-                                                          jax.tree_util.tree_leaves(grads)]))
+        grad_norm = optax.global_norm(grads)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)  # any NaN/inf gradient makes the norm non-finite
         keep = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(finite, a, b), new, old)  # noqa: E731
         new_state = TrainState(step=state.step + 1, params=keep(params, state.params),
                                batch_stats=keep(batch_stats, state.batch_stats),
                                opt_state=keep(opt_state, state.opt_state),
                                nonfinite=state.nonfinite + (~finite).astype(jnp.int32))
         metrics = {"loss": loss, "top1": jnp.mean(jnp.argmax(logits, -1) == batch["label"]),
-                   "lr": schedule(state.step), "grad_norm": optax.global_norm(grads)}
+                   "lr": schedule(state.step), "grad_norm": grad_norm}
         return new_state, metrics
 
     return train_step
@@ -104,9 +104,12 @@ def make_eval_step(model: MasterNet) -> Callable:
     return eval_step
 
 
-def jit_steps(train_step, eval_step, mesh: Mesh):
+def jit_train_step(train_step, mesh: Mesh):
     replicated, batch_sharded = shardings(mesh)
-    train = jax.jit(train_step, in_shardings=(replicated, batch_sharded, replicated, replicated),
-                    out_shardings=(replicated, replicated), donate_argnums=(0,))
-    evaluate = jax.jit(eval_step, in_shardings=(replicated, batch_sharded), out_shardings=replicated)
-    return train, evaluate
+    return jax.jit(train_step, in_shardings=(replicated, batch_sharded, replicated, replicated),
+                   out_shardings=(replicated, replicated), donate_argnums=(0,))
+
+
+def jit_eval_step(eval_step, mesh: Mesh):
+    replicated, batch_sharded = shardings(mesh)
+    return jax.jit(eval_step, in_shardings=(replicated, batch_sharded), out_shardings=replicated)
