@@ -35,6 +35,7 @@ def unpack() -> str:
 
 def main(argv):
     import jax
+
     from genet_jax.training.loop import train
 
     config = flags_config = app.flags.FLAGS.config

@@ -13,6 +13,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.num_epochs = 90.0
     c.num_train_steps = -1           # > 0 overrides num_epochs
     c.resolution = -1                # -1: the model spec's resolution
+    c.conv_impl = "auto"             # auto | lax | taps: conv kernels (genet_jax.conv_ops), speed only
 
     c.data = ml_collections.ConfigDict()
     c.data.source = "digits"         # digits | folder:DIR | tfds:NAME
@@ -22,6 +23,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.num_threads = 4           # decoding/augmentation threads per host
     c.data.eval_crop_fraction = 0.875
     c.data.eval_batch_size = 256
+    c.data.cache_decoded = False     # decode every image once into memory (small data sets)
 
     c.augment = ml_collections.ConfigDict()
     c.augment.random_resized_crop = True
@@ -43,6 +45,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.optim.weight_decay = 4e-5      # not applied to BN parameters or biases
     c.optim.warmup_epochs = 5.0
     c.optim.grad_clip_norm = 0.0     # 0: off
+    c.optim.fp16_initial_loss_scale = 32768.0  # dtype float16 only: dynamic loss scaling
+    c.optim.fp16_scale_growth_steps = 2000     # finite steps before the scale doubles
 
     c.teacher = ml_collections.ConfigDict()
     c.teacher.checkpoint = ""        # a checkpoint of this project (any spec, or imported from PyTorch)
@@ -60,5 +64,6 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.log_every_steps = 50
     c.eval_every_epochs = 1.0
+    c.eval_flip_tta = False          # average the logits of each eval image and its mirror image
     c.progress_bar = True
     return c

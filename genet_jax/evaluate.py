@@ -42,10 +42,10 @@ def main(argv):
         print(f"error: {e}", file=sys.stderr)
         return 2
     size = flags.FLAGS.resolution or ckpt.spec.resolution
-    model = MasterNet(ckpt.spec, canonical_dtype(config.dtype))
+    model = MasterNet(ckpt.spec, canonical_dtype(config.dtype), conv_impl=config.conv_impl)
     mesh = steps.create_mesh()
     replicated, batch_sharding = steps.shardings(mesh)
-    eval_step = steps.jit_eval_step(steps.make_eval_step(model), mesh)
+    eval_step = steps.jit_eval_step(steps.make_eval_step(model, config.eval_flip_tta), mesh)
     metrics = evaluate(eval_step, jax.device_put(ckpt.variables, replicated), source, config, size, batch_sharding)
     print(json.dumps({"checkpoint": ckpt.path, "split": split, "resolution": size, **metrics}, indent=2))
     return 0

@@ -120,7 +120,9 @@ def infer_spec(state_dict: dict, layout: str, path: str) -> NetworkSpec:
                       f"classes) and has no {os.path.basename(sidecar)} beside it; pass --arch NAME_OR_JSON")
 
 
-def import_pth(path: str, out: str, layout: Optional[str] = None, arch: Optional[str] = None) -> str:
+def read_pth(path: str, layout: Optional[str] = None,
+             arch: Optional[str] = None) -> tuple[NetworkSpec, dict, dict, str]:
+    """(spec, variables, extras, layout) of a PyTorch weights file in any supported layout."""
     state_dict = load_pth(path)
     try:
         detected = interop.detect_layout(state_dict)
@@ -138,6 +140,11 @@ def import_pth(path: str, out: str, layout: Optional[str] = None, arch: Optional
         match = registered_match(state_dict, detected)
         hint = f"; the file looks like {match[0]!r}" if match else ""
         raise ExportError(f"{path}: does not fit --arch {arch}: {e}{hint}") from None
+    return spec, variables, extras, detected
+
+
+def import_pth(path: str, out: str, layout: Optional[str] = None, arch: Optional[str] = None) -> str:
+    spec, variables, extras, detected = read_pth(path, layout, arch)
     return save_model_checkpoint(out, spec, variables, extras=extras,
                                  metadata={"imported_from": os.path.abspath(path), "format": detected})
 

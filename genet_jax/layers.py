@@ -11,6 +11,7 @@ from typing import Any, Callable
 import flax.linen as nn
 import jax.numpy as jnp
 
+from genet_jax.conv_ops import conv_function
 from genet_jax.spec import UnitConfig
 
 BN_EPSILON = 1e-5
@@ -36,6 +37,7 @@ class ConvBN(nn.Module):
     zero_init_scale: bool = False
     fold_bn: bool = False
     dtype: Dtype = jnp.float32
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x, train: bool = False):
@@ -43,7 +45,8 @@ class ConvBN(nn.Module):
         x = nn.Conv(self.features, (self.kernel_size, self.kernel_size), strides=self.stride,
                     padding=((pad, pad), (pad, pad)), feature_group_count=self.groups,
                     use_bias=self.fold_bn, kernel_init=conv_kernel_init(self.groups),
-                    dtype=self.dtype, param_dtype=jnp.float32, name="conv")(x)
+                    dtype=self.dtype, param_dtype=jnp.float32,
+                    conv_general_dilated=conv_function(self.conv_impl), name="conv")(x)
         if not self.fold_bn:
             x = nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
                              scale_init=nn.initializers.zeros if self.zero_init_scale else nn.initializers.ones,
@@ -62,11 +65,12 @@ class ResidualUnit(nn.Module):
     zero_init_last_bn: bool = False
     fold_bn: bool = False
     dtype: Dtype = jnp.float32
+    conv_impl: str = "auto"
 
     def conv_bn(self, features: int, kernel_size: int, stride: int = 1, groups: int = 1,
                 relu: bool = True, last: bool = False, name: str = "") -> ConvBN:
         return ConvBN(features, kernel_size, stride, groups, relu, zero_init_scale=last and self.zero_init_last_bn,
-                      fold_bn=self.fold_bn, dtype=self.dtype, name=name)
+                      fold_bn=self.fold_bn, dtype=self.dtype, conv_impl=self.conv_impl, name=name)
 
     def main_path(self, x, train: bool):
         raise NotImplementedError
@@ -118,10 +122,11 @@ class SuperBlock(nn.Module):
     zero_init_last_bn: bool = False
     fold_bn: bool = False
     dtype: Dtype = jnp.float32
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         for i, unit in enumerate(self.units):
             x = BLOCK_MODULES[unit.block_type](unit, self.zero_init_last_bn, self.fold_bn, self.dtype,
-                                               name=f"unit{i}")(x, train)
+                                               self.conv_impl, name=f"unit{i}")(x, train)
         return x

@@ -8,6 +8,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from genet_jax.conv_ops import resolve_conv_impl
 from genet_jax.layers import ConvBN, Dtype, SuperBlock
 from genet_jax.registry import resolve_spec
 from genet_jax.spec import NetworkSpec, SpecError
@@ -39,11 +40,12 @@ class MasterNet(nn.Module):
     dtype: Dtype = jnp.float32
     zero_init_last_bn: bool = False
     fold_bn: bool = False
+    conv_impl: str = "auto"  # see genet_jax.conv_ops
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         spec = self.spec
-        common = dict(fold_bn=self.fold_bn, dtype=self.dtype)
+        common = dict(fold_bn=self.fold_bn, dtype=self.dtype, conv_impl=self.conv_impl)
         x = jnp.asarray(x, self.dtype)
         x = ConvBN(spec.stem_width, spec.stem_kernel_size, spec.stem_stride, name="stem", **common)(x, train)
         for i in range(len(spec.blocks)):
@@ -61,15 +63,17 @@ class MasterNet(nn.Module):
 
 def create_model(name_or_spec: Union[str, os.PathLike, NetworkSpec], *, num_classes: Optional[int] = None,
                  resolution: Optional[int] = None, dtype: Union[str, Any] = "float32",
-                 zero_init_last_bn: bool = False, fold_bn: bool = False) -> MasterNet:
+                 zero_init_last_bn: bool = False, fold_bn: bool = False, conv_impl: str = "auto") -> MasterNet:
     """Build a GENet/MasterNet from a registered name, a spec JSON or structure-string file, or a spec.
 
     `num_classes` / `resolution` override the spec's. `dtype` is the compute dtype (parameters and BN
     statistics stay float32). `fold_bn=True` gives the inference variant that runs the parameters
-    produced by `genet_jax.fold_batch_norm`.
+    produced by `genet_jax.fold_batch_norm`. `conv_impl` picks the convolution kernels
+    (genet_jax.conv_ops: "auto", "lax" or "taps"); it changes speed, never the parameters.
     """
     spec = resolve_spec(name_or_spec, num_classes=num_classes, resolution=resolution)
-    return MasterNet(spec, canonical_dtype(dtype), zero_init_last_bn, fold_bn)
+    resolve_conv_impl(conv_impl)
+    return MasterNet(spec, canonical_dtype(dtype), zero_init_last_bn, fold_bn, conv_impl)
 
 
 def init_variables(model: MasterNet, rng: Union[int, jax.Array] = 0, batch_size: int = 1,

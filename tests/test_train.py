@@ -55,6 +55,16 @@ def test_config_errors_name_the_field(tmp_path):
     assert str(tmp_path / "tfds" / "downloads" / "manual") in result.stderr
 
 
+def test_conv_impl_is_validated():
+    from configs.common import base_config
+    from genet_jax.training.config import ConfigError, validate_config
+
+    config = base_config()
+    config.conv_impl = "cudnn"
+    with pytest.raises(ConfigError, match="config.conv_impl"):
+        validate_config(config)
+
+
 def test_overrides_are_applied_and_saved(tmp_path):
     result = run_train(tiny_args(tmp_path, steps=2, seed=7, **{"augment.label_smoothing": 0.2}))
     assert result.returncode == 0, result.stderr
@@ -155,14 +165,18 @@ def _write_folder(root, with_bad_files):
         (root / "val" / "dog" / "corrupt.jpg").write_bytes(b"")
 
 
-def test_image_folder_with_bad_files(tmp_path):
+@pytest.mark.parametrize("cache_decoded", [False, True])
+def test_image_folder_with_bad_files(tmp_path, cache_decoded):
     _write_folder(tmp_path / "data", with_bad_files=True)
     result = run_train(tiny_args(tmp_path / "run", steps=4, batch_size=8, **{
         "data.source": f"folder:{tmp_path / 'data'}", "data.eval_split": "validation", "data.eval_batch_size": 8,
-        "augment.policy": "randaugment", "augment.random_resized_crop": True}))
+        "augment.policy": "randaugment", "augment.random_resized_crop": True, "data.cache_decoded": cache_decoded}))
     assert result.returncode == 0, result.stderr
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert metrics["skipped_train_images"] >= 1  # the corrupt JPEG, counted (visited once or twice)
+    if cache_decoded:  # decoded once up front: the corrupt JPEG is dropped and counted exactly once
+        assert metrics["skipped_train_images"] == 1
+    else:  # decoded per visit: counted once or twice in 4 steps
+        assert metrics["skipped_train_images"] >= 1
     assert metrics["eval"]["skipped_images"] == 1 and metrics["eval"]["count"] == 12
     assert "corrupt.jpg" in result.stderr  # named in the log
     assert metrics["model"]["num_classes"] == 2
@@ -238,3 +252,35 @@ def test_imagenet_recipe_trains_on_a_folder(tmp_path):
     assert metrics["step"] == 2 and metrics["eval"]["count"] == 12
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["augment"]["policy"] == "autoaugment" and saved["dtype"] == "bfloat16"
+
+
+def test_float16_dynamic_loss_scaling_skips_overflow_without_stopping():
+    from configs.common import base_config
+    from genet_jax.training import optim, steps
+
+    config = base_config()
+    config.dtype = "float16"
+    config.optim.fp16_initial_loss_scale = 2.0 ** 60  # overflows float16 gradients for sure
+    config.optim.warmup_epochs = 0.0  # skipped steps do not advance the schedule: lr 0 at the first update
+    model = g.create_model(TINY, dtype="float16")
+    schedule = optim.learning_rate_schedule(config.optim, 8, 100, 10)
+    tx = optim.make_optimizer(config.optim, schedule)
+    state = steps.init_state(g.init_variables(model), tx, steps.initial_loss_scale(config))
+    step = jax.jit(steps.make_train_step(model, tx, config, schedule))
+    rng = np.random.default_rng(0)
+    batch = {"image": rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8), "label": np.arange(8, dtype=np.int32)}
+    before = jax.tree_util.tree_leaves(state.params)
+    new, metrics = step(state, batch, jax.random.PRNGKey(0), None)
+    assert float(metrics["loss_scale"]) == 2.0 ** 60 and np.isfinite(float(metrics["loss"]))
+    assert float(new.loss_scale) == 2.0 ** 59 and int(new.nonfinite) == 0  # skipped, not a divergence
+    for a, b in zip(before, jax.tree_util.tree_leaves(new.params)):
+        np.testing.assert_array_equal(a, b)
+    for _ in range(60):
+        new, _ = step(new, batch, jax.random.PRNGKey(0), None)
+        if int(new.finite_streak) > 0:
+            break
+    assert int(new.finite_streak) > 0 and int(new.nonfinite) == 0  # found a scale that fits, then trained
+    assert any(not np.array_equal(a, b) for a, b in zip(before, jax.tree_util.tree_leaves(new.params)))
+    bf16 = base_config()
+    bf16.dtype = "bfloat16"
+    assert steps.initial_loss_scale(bf16) == 1.0

@@ -8,6 +8,8 @@ TFDS datasets still plug in through tfds.data_source.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
+import dataclasses
 import logging
 import math
 import threading
@@ -18,7 +20,7 @@ import jax
 import numpy as np
 
 from genet_jax.data import transforms
-from genet_jax.data.sources import Source
+from genet_jax.data.sources import DataError, PairedRecords, Source
 from genet_jax.preprocessing import ImageError
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,34 @@ class SkipCounter:
             if len(self.examples) < self.report_first:
                 self.examples.append(str(error))
                 log.warning("%s: skipping an image: %s", self.what, error)
+
+
+def decode_in_memory(source: Source, num_threads: int, progress: bool = True) -> Source:
+    """Every image decoded once to uint8 RGB and kept in memory (small data sets such as CIFAR-10:
+    the JPEG decoding then no longer competes with the training step for the CPU). Undecodable
+    files are dropped, counted in `Source.skipped` and the first few named in the log."""
+    from tqdm import tqdm
+
+    skips = SkipCounter(f"decode {source.name}")
+
+    def decode(index: int):
+        image, label = source[index]
+        try:
+            return np.asarray(transforms.to_pil(image), dtype=np.uint8), label
+        except ImageError as e:
+            skips.add(e)
+            return None
+
+    with concurrent.futures.ThreadPoolExecutor(max(1, num_threads)) as pool:
+        decoded = list(tqdm(pool.map(decode, range(len(source)), chunksize=256), total=len(source),
+                            desc=f"decoding {source.name}", unit="img", disable=not progress, leave=False))
+    kept = [d for d in decoded if d is not None]
+    if not kept:
+        raise DataError(f"{source.name}: none of its {len(source)} images could be decoded ({skips.examples[:1]})")
+    shapes = {image.shape for image, _ in kept}
+    images = np.stack([image for image, _ in kept]) if len(shapes) == 1 else [image for image, _ in kept]
+    labels = np.asarray([label for _, label in kept], np.int32)
+    return dataclasses.replace(source, records=PairedRecords(images, labels), skipped=source.skipped + skips.count)
 
 
 class TrainTransform:

@@ -27,6 +27,7 @@ class Source:
     records: Sequence[tuple[Any, int]]
     class_names: list[str]
     name: str
+    skipped: int = 0  # undecodable images already dropped (by decode_in_memory)
 
     def __len__(self) -> int:
         return len(self.records)

@@ -46,8 +46,7 @@ class TrainCheckpointer:
         self.manager.save(step, args=ocp.args.Composite(**{
             VARIABLES_ITEM: ocp.args.StandardSave({"params": state.params, "batch_stats": state.batch_stats}),
             MODEL_ITEM: ocp.args.JsonSave(model_json),
-            TRAIN_ITEM: ocp.args.StandardSave({"opt_state": state.opt_state, "step": state.step,
-                                               "nonfinite": state.nonfinite})}),
+            TRAIN_ITEM: ocp.args.StandardSave(state.train_fields())}),
             metrics=metrics, force=True)
         if wait:
             self.wait()
@@ -63,16 +62,13 @@ class TrainCheckpointer:
             restored = self.manager.restore(step, args=ocp.args.Composite(**{
                 VARIABLES_ITEM: ocp.args.StandardRestore({"params": abstract_state.params,
                                                           "batch_stats": abstract_state.batch_stats}),
-                TRAIN_ITEM: ocp.args.StandardRestore({"opt_state": abstract_state.opt_state,
-                                                      "step": abstract_state.step,
-                                                      "nonfinite": abstract_state.nonfinite})}))
+                TRAIN_ITEM: ocp.args.StandardRestore(abstract_state.train_fields())}))
         except Exception as e:
             text = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
             raise CheckpointError(f"cannot resume from {self.root}/{step} (truncated or written by a different "
                                   f"model or optimizer?): {type(e).__name__}: {text}") from None
         variables, train = restored[VARIABLES_ITEM], restored[TRAIN_ITEM]
-        state = TrainState(step=train["step"], params=variables["params"], batch_stats=variables["batch_stats"],
-                           opt_state=train["opt_state"], nonfinite=train["nonfinite"])
+        state = TrainState(params=variables["params"], batch_stats=variables["batch_stats"], **train)
         path = os.path.join(self.data_root, str(step), f"process_{jax.process_index()}.json")
         data_state = None
         if os.path.isfile(path):

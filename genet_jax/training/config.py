@@ -6,6 +6,7 @@ from typing import Any
 
 import ml_collections
 
+from genet_jax.conv_ops import CONV_IMPLS
 from genet_jax.model import canonical_dtype
 from genet_jax.registry import resolve_spec
 from genet_jax.spec import NetworkSpec, SpecError
@@ -44,6 +45,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         ("teacher.soft_label_weight", 0, False, False), ("teacher.temperature", 0, False, True),
         ("checkpoint.every_steps", 1, True, False), ("checkpoint.keep", 1, True, False),
         ("log_every_steps", 1, True, False), ("eval_every_epochs", 0, False, True),
+        ("optim.fp16_initial_loss_scale", 1, False, False), ("optim.fp16_scale_growth_steps", 1, True, False),
     ]:
         _number(config, field, low, integer=integer, low_open=low_open)
     for field in ("augment.random_erase_prob", "augment.label_smoothing", "optim.momentum",
@@ -60,6 +62,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     scale = tuple(config.augment.rrc_scale)
     if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
         raise ConfigError("augment.rrc_scale", f"must be (low, high) with 0 < low <= high <= 1, got {scale}")
+    if config.conv_impl not in CONV_IMPLS:
+        raise ConfigError("conv_impl", f"must be one of {', '.join(CONV_IMPLS)}, got {config.conv_impl!r}")
     if not config.workdir:
         raise ConfigError("workdir", "must be a directory path")
     try:

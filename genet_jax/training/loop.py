@@ -66,7 +66,8 @@ def evaluate(eval_step, variables, source: Source, config, size: int, batch_shar
     totals = jax.device_get(totals)
     count = max(float(totals["count"]), 1.0)
     return {"top1": float(totals["top1"]) / count, "top5": float(totals["top5"]) / count,
-            "loss": float(totals["loss"]) / count, "count": int(totals["count"]), "skipped_images": skips.count}
+            "loss": float(totals["loss"]) / count, "count": int(totals["count"]),
+            "skipped_images": skips.count + source.skipped}
 
 
 class _Stop:
@@ -97,6 +98,9 @@ def train(config: ml_collections.ConfigDict) -> dict:
     folder_classes = train_source.class_names if config.data.source.startswith("folder:") else None
     eval_source = open_source(config.data.source, config.data.eval_split, config.data.data_dir or None,
                               class_names=folder_classes)
+    if config.data.cache_decoded:
+        train_source = pipeline.decode_in_memory(train_source, config.data.num_threads, config.progress_bar)
+        eval_source = pipeline.decode_in_memory(eval_source, config.data.num_threads, config.progress_bar)
     spec = model_spec(config, train_source.num_classes)
     size = spec.resolution
     mesh = steps.create_mesh()
@@ -112,20 +116,22 @@ def train(config: ml_collections.ConfigDict) -> dict:
         max(1, int(math.ceil(config.num_epochs * steps_per_epoch)))
     eval_every = max(1, int(round(config.eval_every_epochs * steps_per_epoch)))
 
-    model = MasterNet(spec, canonical_dtype(config.dtype), config.zero_init_last_bn)
+    model = MasterNet(spec, canonical_dtype(config.dtype), config.zero_init_last_bn, conv_impl=config.conv_impl)
     base_key = jax.random.PRNGKey(config.seed)
     schedule = optim.learning_rate_schedule(config.optim, config.batch_size, total_steps, steps_per_epoch)
     tx = optim.make_optimizer(config.optim, schedule)
     init_key = jax.random.fold_in(base_key, 0)
 
+    loss_scale = steps.initial_loss_scale(config)
     checkpointer = TrainCheckpointer(workdir, config.checkpoint.keep, config.checkpoint.async_save)
     data_state = None
     if checkpointer.latest_step() is not None:  # resume: shapes only, no initialisation to compile or run
-        abstract = jax.eval_shape(lambda key: steps.init_state(init_variables(model, key), tx), init_key)
+        abstract = jax.eval_shape(lambda key: steps.init_state(init_variables(model, key), tx, loss_scale), init_key)
         state, data_state = checkpointer.restore(abstract_like(abstract, replicated))
         log.info("resuming from %s/%d", checkpointer.root, int(state.step))
     else:
-        state = jax.device_put(steps.init_state(load_initial_variables(config, model, init_key), tx), replicated)
+        state = jax.device_put(steps.init_state(load_initial_variables(config, model, init_key), tx, loss_scale),
+                               replicated)
     model_json = {"spec": spec.to_dict(), "extras": {},
                   "metadata": {"class_names": train_source.class_names, "data_source": config.data.source}}
 
@@ -135,11 +141,11 @@ def train(config: ml_collections.ConfigDict) -> dict:
         if teacher.spec.num_classes != spec.num_classes:
             raise ConfigError("teacher.checkpoint", f"the teacher has {teacher.spec.num_classes} classes, the data "
                                                     f"{spec.num_classes}")
-        teacher_model = MasterNet(teacher.spec, canonical_dtype(config.dtype))
+        teacher_model = MasterNet(teacher.spec, canonical_dtype(config.dtype), conv_impl=config.conv_impl)
         teacher_variables = jax.device_put(teacher.variables, replicated)
 
     train_step = steps.jit_train_step(steps.make_train_step(model, tx, config, schedule, teacher_model), mesh)
-    eval_step = steps.jit_eval_step(steps.make_eval_step(model), mesh)
+    eval_step = steps.jit_eval_step(steps.make_eval_step(model, config.eval_flip_tta), mesh)
     skips = pipeline.SkipCounter(f"train {train_source.name}")
     iterator = iter(pipeline.train_dataset(train_source, config.augment, size, per_host_batch, config.seed,
                                            config.data.num_threads, skips, make_policy(config.augment)))
@@ -216,7 +222,7 @@ def train(config: ml_collections.ConfigDict) -> dict:
     steady = steady_images / steady_seconds if steady_seconds else images_per_second
     final = {"step": int(jax.device_get(state.step)), "total_steps": total_steps, "eval": eval_metrics,
              "train_images_per_second": steady, "wall_seconds": time.perf_counter() - started,
-             "skipped_train_images": skips.count, "checkpoint_dir": checkpointer.root,
+             "skipped_train_images": skips.count + train_source.skipped, "checkpoint_dir": checkpointer.root,
              "interrupted": stop.requested, "model": spec.to_dict()}
     if jax.process_index() == 0:
         with open(os.path.join(workdir, "metrics.json"), "w") as f:

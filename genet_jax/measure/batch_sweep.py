@@ -1,0 +1,88 @@
+"""Latency against batch size for a set of networks (Table 7, Fig. 2a), and against multiply-adds
+and parameters at one batch size (Fig. 2b, 2c), by the paper's protocol (genet_jax.latency).
+
+    python -m genet_jax.measure.batch_sweep --arch genet_light --arch genet_normal \
+        --batches 1,2,4,8,16,32,64 --resolution 192 --out results/latency_sweep
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Optional, Sequence
+
+from tqdm import tqdm
+
+from genet_jax.latency import PAPER_RUNS, probe_latency
+from genet_jax.measure.output import new_figure, parse_ints, save_figure, write_csv
+
+
+def sweep(archs: Sequence[str], batches: Sequence[int], resolution: Optional[int] = None, dtype: str = "float32",
+          fold_bn: bool = False, runs: int = PAPER_RUNS, warmup: int = 3, progress: bool = True) -> list[dict]:
+    rows = []
+    with tqdm(total=len(archs) * len(batches), desc="latency", unit="probe", disable=not progress) as bar:
+        for arch in archs:
+            for batch in batches:
+                result = probe_latency(arch, batch, resolution, dtype, fold_bn, runs=runs, warmup=warmup)
+                rows.append({"network": result.name, "batch": batch, "resolution": result.resolution,
+                             "dtype": result.dtype, "ms_per_image": result.ms_per_image,
+                             "images_per_second": result.images_per_second, "params": result.params,
+                             "macs": result.macs, "compile_seconds": result.compile_seconds,
+                             "device_kind": result.device_kind})
+                bar.update(1)
+    return rows
+
+
+def plot(rows: Sequence[dict], out_dir: str, reference_batch: int) -> list[str]:
+    networks = list(dict.fromkeys(r["network"] for r in rows))
+    device = rows[0]["device_kind"]
+    fig, (ax,) = new_figure()
+    for name in networks:
+        mine = [r for r in rows if r["network"] == name]
+        ax.plot([r["batch"] for r in mine], [r["ms_per_image"] for r in mine], marker="o", label=name)
+    ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="ms / image",
+           title=f"latency vs batch ({device}, {rows[0]['dtype']})")
+    ax.legend()
+    paths = [save_figure(fig, os.path.join(out_dir, "latency_vs_batch.png"))]
+    at_batch = [r for r in rows if r["batch"] == reference_batch]
+    for key, label, filename in [("macs", "multiply-adds (G)", "latency_vs_macs.png"),
+                                 ("params", "parameters (M)", "latency_vs_params.png")]:
+        fig, (ax,) = new_figure()
+        scale = 1e9 if key == "macs" else 1e6
+        for r in at_batch:
+            ax.scatter(r[key] / scale, r["ms_per_image"])
+            ax.annotate(r["network"], (r[key] / scale, r["ms_per_image"]), fontsize=8)
+        ax.set(xlabel=label, ylabel="ms / image", title=f"latency vs {label.split(' (')[0]}, batch {reference_batch}")
+        paths.append(save_figure(fig, os.path.join(out_dir, filename)))
+    return paths
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m genet_jax.measure.batch_sweep",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--arch", action="append", required=True, help="network name or spec; repeatable")
+    parser.add_argument("--batches", default="1,2,4,8,16,32,64")
+    parser.add_argument("--resolution", type=int, default=None)
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--fold-bn", action="store_true")
+    parser.add_argument("--runs", type=int, default=PAPER_RUNS)
+    parser.add_argument("--reference-batch", type=int, default=None, help="batch of the MACs/params plots "
+                        "(default: 64 if swept, else the largest)")
+    parser.add_argument("--out", required=True, help="output directory")
+    args = parser.parse_args(argv)
+    try:
+        batches = parse_ints(args.batches, "--batches")
+    except ValueError as e:
+        parser.error(str(e))
+    reference = args.reference_batch or (64 if 64 in batches else max(batches))
+    if reference not in batches:
+        parser.error(f"--reference-batch {reference} is not among --batches {batches}")
+    rows = sweep(args.arch, batches, args.resolution, args.dtype, args.fold_bn, args.runs)
+    csv_path = write_csv(os.path.join(args.out, "latency_vs_batch.csv"), rows)
+    for path in [csv_path, *plot(rows, args.out, reference)]:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

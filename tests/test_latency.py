@@ -1,0 +1,156 @@
+"""The latency probe (the paper's protocol) and the measurement tools: statistics on a fake timer,
+ordering of two networks of clearly different cost, and every CSV/plot tool on tiny networks."""
+import csv
+import itertools
+import json
+
+import numpy as np
+import pytest
+
+import genet_jax as g
+from genet_jax import export
+from genet_jax.checkpoint import save_model_checkpoint
+from genet_jax.latency import main as latency_main
+from genet_jax.latency import probe_latency, time_runs, trimmed_mean
+from genet_jax.measure import batch_sweep, block_profile, kernel_rank
+from tests.helpers import random_variables
+
+
+def tiny(width=8, resolution=16, blocks=None):
+    return json.dumps({"stem_width": width, "stem_stride": 1, "final_width": 2 * width, "num_classes": 10,
+                       "resolution": resolution,
+                       "blocks": blocks or [{"block_type": "XX", "depth": 1, "width": width, "stride": 2},
+                                            {"block_type": "DW", "depth": 1, "width": 2 * width, "stride": 2,
+                                             "ratio": 3.0}]})
+
+
+class FakeTimer:
+    """perf_counter stand-in: the k-th timed call lasts durations[k] seconds."""
+
+    def __init__(self, durations):
+        self.durations = list(durations)
+        self.now, self.calls = 0.0, 0
+
+    def __call__(self):
+        if self.calls % 2 == 1:
+            self.now += self.durations[self.calls // 2]
+        self.calls += 1
+        return self.now
+
+
+def test_trimmed_mean_drops_top_and_bottom_ten_percent():
+    samples = [1.0] * 24 + [100.0, 200.0, 300.0] + [0.001, 0.002, 0.003]
+    assert trimmed_mean(samples) == pytest.approx(1.0)  # 30 runs: 3 dropped at each end
+    assert trimmed_mean([5.0, 1.0, 3.0]) == pytest.approx(3.0)  # 10% of 3 rounds down: nothing dropped
+    assert trimmed_mean(list(range(10)), 0.2) == pytest.approx(4.5)
+    with pytest.raises(ValueError):
+        trimmed_mean([])
+    with pytest.raises(ValueError):
+        trimmed_mean([1.0], 0.5)
+
+
+def test_time_runs_on_a_fake_timer():
+    durations = [0.5, 0.1, 0.2, 0.3]
+    timer = FakeTimer(durations)
+    calls = itertools.count()
+    times = time_runs(lambda: next(calls), runs=4, warmup=2, timer=timer)
+    assert times == pytest.approx(durations)
+    assert next(calls) == 6  # 2 warm-up calls, untimed, then 4 timed
+
+
+def test_probe_reports_per_image_latency_by_the_protocol():
+    durations = [0.010] * 26 + [5.0, 6.0, 1e-6, 2e-6]  # outliers at both ends are dropped
+    result = probe_latency(tiny(), batch=4, runs=30, warmup=1, timer=FakeTimer(durations))
+    assert result.batch_ms == pytest.approx(10.0)
+    assert result.ms_per_image == pytest.approx(2.5)
+    assert result.images_per_second == pytest.approx(400.0)
+    assert result.runs == 30 and result.trim == 0.1 and result.batch == 4 and result.resolution == 16
+    assert result.platform == "cpu" and result.jax_version and result.compile_seconds > 0
+    assert result.params == g.spec_params(g.resolve_spec(tiny()))
+
+
+def test_probe_orders_a_small_and_a_large_network():
+    small = probe_latency(tiny(8, 32), batch=8, runs=10, warmup=2)
+    large = probe_latency(tiny(64, 32), batch=8, runs=10, warmup=2)  # ~60x the multiply-adds
+    assert large.macs > 30 * small.macs
+    assert large.ms_per_image > small.ms_per_image
+
+
+@pytest.mark.parametrize("fold_bn,dtype", [(False, "float32"), (True, "float32"), (False, "bfloat16")])
+def test_latency_cli_json(capsys, fold_bn, dtype):
+    argv = ["--arch", tiny(), "--batch", "2", "--runs", "3", "--warmup", "1", "--dtype", dtype, "--json"]
+    assert latency_main(argv + (["--fold-bn"] if fold_bn else [])) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["fold_bn"] is fold_bn and result["dtype"] == dtype and result["ms_per_image"] > 0
+
+
+def test_latency_cli_names_a_bad_arch(capsys):
+    assert latency_main(["--arch", "genet_nope", "--runs", "1"]) == 2
+    assert "genet_nope" in capsys.readouterr().err
+
+
+def read_csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_batch_sweep_writes_csv_and_plots(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    assert batch_sweep.main(["--arch", tiny(8), "--arch", tiny(16), "--batches", "1,2", "--runs", "3",
+                             "--out", str(out)]) == 0
+    rows = read_csv(out / "latency_vs_batch.csv")
+    assert len(rows) == 4 and {r["batch"] for r in rows} == {"1", "2"}
+    for name in ("latency_vs_batch.png", "latency_vs_macs.png", "latency_vs_params.png"):
+        assert (out / name).stat().st_size > 1000
+
+
+def test_profiling_networks_follow_the_paper():
+    xx = block_profile.profiling_spec("XX", 64)
+    assert xx.blocks[0].depth == 5 and xx.blocks[0].stride == 1 and xx.blocks[0].kernel_size == 3
+    dw = block_profile.profiling_spec("DW", 64, 0.25)  # paper width = depthwise channels, r = 1 / expansion
+    assert dw.blocks[0].depth == 10 and dw.blocks[0].mid_width == 64 and dw.blocks[0].width == 16
+    bl = block_profile.profiling_spec("BL", 64, 0.5)
+    assert bl.blocks[0].depth == 10 and bl.blocks[0].mid_width == 32 and bl.blocks[0].width == 64
+    with pytest.raises(g.SpecError):
+        block_profile.profiling_spec("XY", 64)
+
+
+def test_block_profile_writes_csv_and_plot(tmp_path):
+    out = tmp_path / "profile"
+    assert block_profile.main(["--widths", "8", "--ratios", "0.5,1", "--batch", "2", "--resolution", "16",
+                               "--runs", "3", "--out", str(out)]) == 0
+    rows = read_csv(out / "block_profile.csv")
+    assert len(rows) == 1 + 2 + 2  # XX per width; BL and DW per width and ratio
+    assert {(r["block_type"], r["ratio"]) for r in rows} == {("XX", "1.0"), ("BL", "0.5"), ("BL", "1.0"),
+                                                             ("DW", "0.5"), ("DW", "1.0")}
+    assert (out / "block_profile.png").stat().st_size > 1000
+
+
+def test_normalized_singular_values_see_low_rank():
+    rng = np.random.default_rng(0)
+    low_rank = (rng.standard_normal((16, 2)) @ rng.standard_normal((2, 8 * 9))).reshape(16, 8, 3, 3)
+    kernel = np.transpose(low_rank, (2, 3, 1, 0))  # (c_out, c_in, k, k) -> flax (k, k, c_in, c_out)
+    values = kernel_rank.normalized_singular_values(kernel)
+    assert values[0] == pytest.approx(1.0) and len(values) == 16
+    assert values[1] > 1e-3 and np.all(values[2:] < 1e-10)
+
+
+@pytest.mark.parametrize("source", ["checkpoint", "pth"])
+def test_kernel_rank_on_a_checkpoint_or_pytorch_file(tmp_path, source):
+    spec = g.resolve_spec(tiny(8, 16))
+    variables = random_variables(g.MasterNet(spec))
+    if source == "checkpoint":
+        save_model_checkpoint(tmp_path / "ckpt", spec, variables)
+        path = tmp_path / "ckpt"
+    else:
+        path = str(tmp_path / "net.pth")
+        export.export_pth(spec, variables, "official", path)  # + the spec sidecar the importer reads
+    out = tmp_path / "rank"
+    assert kernel_rank.main([str(path), "--out", str(out)]) == 0
+    rows = read_csv(out / "kernel_rank.csv")
+    by_stage = {s: [r for r in rows if r["stage"] == s] for s in ("0", "1")}
+    assert len(by_stage["0"]) == 8  # XX conv2: (8, 8*9) -> 8 singular values
+    assert len(by_stage["1"]) == 9  # DW conv2 is depthwise: (48, 1*3*3) -> 9 singular values
+    assert by_stage["1"][0]["c_out"] == "48" and by_stage["1"][0]["block_type"] == "DW"
+    assert float(by_stage["0"][0]["normalized_singular_value"]) == pytest.approx(1.0)
+    assert (out / "kernel_rank.png").stat().st_size > 1000
