@@ -106,14 +106,13 @@ def jax_training(args) -> list[dict]:
 
     spec, batch, x, y, config = train_inputs(args)
     rows = []
+    data, key = {"image": jnp.asarray(x), "label": jnp.asarray(y)}, jax.random.PRNGKey(0)
+    schedule = optim.learning_rate_schedule(config.optim, batch, 1000, 100)
+    tx = optim.make_optimizer(config.optim, schedule)
     for label, conv_impl in [("JAX, lax convs", "lax"), ("JAX, conv_ops kernels", "taps")]:
         model = g.create_model(spec, conv_impl=conv_impl, zero_init_last_bn=True)
-        schedule = optim.learning_rate_schedule(config.optim, batch, 1000, 100)
-        tx = optim.make_optimizer(config.optim, schedule)
         state = steps.init_state(g.init_variables(model), tx)
         step = jax.jit(steps.make_train_step(model, tx, config, schedule), donate_argnums=(0,))
-        data = {"image": jnp.asarray(x), "label": jnp.asarray(y)}
-        key = jax.random.PRNGKey(0)
         start = time.perf_counter()
         compiled = step.lower(state, data, key, None).compile()
         compile_seconds = time.perf_counter() - start
@@ -132,31 +131,28 @@ def jax_training(args) -> list[dict]:
 
 
 def torch_training(args, channels_last: bool) -> list[dict]:
-    spec, batch, x, y, config = train_inputs(args)
-    rows = []
+    spec, _, x, y, config = train_inputs(args)
+    label = TORCH_TRAIN_LABELS[channels_last]
     images = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32) / 255.0)
     labels = torch.from_numpy(y.astype(np.int64))
-    for label in [TORCH_TRAIN_LABELS[channels_last]]:
-        torch.manual_seed(0)
-        model = TorchGENet(spec).train()
-        inp = images
-        if channels_last:
-            model, inp = model.to(memory_format=torch.channels_last), images.to(memory_format=torch.channels_last)
-        decay = [p for p in model.parameters() if p.ndim > 1]
-        no_decay = [p for p in model.parameters() if p.ndim <= 1]
-        opt = torch.optim.SGD([{"params": decay, "weight_decay": config.optim.weight_decay},
-                               {"params": no_decay, "weight_decay": 0.0}], lr=0.01, momentum=0.9, nesterov=True)
+    torch.manual_seed(0)
+    model = TorchGENet(spec).train()
+    if channels_last:
+        model, images = model.to(memory_format=torch.channels_last), images.to(memory_format=torch.channels_last)
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    opt = torch.optim.SGD([{"params": decay, "weight_decay": config.optim.weight_decay},
+                           {"params": no_decay, "weight_decay": 0.0}], lr=0.01, momentum=0.9, nesterov=True)
 
-        def step():
-            opt.zero_grad(set_to_none=True)
-            loss = torch.nn.functional.cross_entropy(model(inp), labels)
-            loss.backward()
-            opt.step()
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(model(images), labels)
+        loss.backward()
+        opt.step()
 
-        seconds = torch_time(step, args.runs)
-        rows.append({"task": "train_step", "framework": "torch", "variant": label, "seconds": seconds})
-        print(f"  {label}: {seconds * 1e3:.1f} ms/step", file=sys.stderr, flush=True)
-    return rows
+    seconds = torch_time(step, args.runs)
+    print(f"  {label}: {seconds * 1e3:.1f} ms/step", file=sys.stderr, flush=True)
+    return [{"task": "train_step", "framework": "torch", "variant": label, "seconds": seconds}]
 
 
 TORCH_TRAIN_LABELS = {False: "PyTorch eager, NCHW", True: "PyTorch eager, channels_last"}

@@ -14,7 +14,8 @@ from typing import Optional, Sequence
 from tqdm import tqdm
 
 from genet_jax.latency import PAPER_RUNS, probe_latency
-from genet_jax.measure.output import new_figure, parse_ints, save_figure, write_csv
+from genet_jax.measure.output import new_figure, parse_numbers, save_figure, write_csv
+from genet_jax.model import create_model, init_variables
 
 
 def sweep(archs: Sequence[str], batches: Sequence[int], resolution: Optional[int] = None, dtype: str = "float32",
@@ -22,8 +23,10 @@ def sweep(archs: Sequence[str], batches: Sequence[int], resolution: Optional[int
     rows = []
     with tqdm(total=len(archs) * len(batches), desc="latency", unit="probe", disable=not progress) as bar:
         for arch in archs:
+            variables = init_variables(create_model(arch, resolution=resolution), 0)  # once per network
             for batch in batches:
-                result = probe_latency(arch, batch, resolution, dtype, fold_bn, runs=runs, warmup=warmup)
+                result = probe_latency(arch, batch, resolution, dtype, fold_bn, runs=runs, warmup=warmup,
+                                       variables=variables)
                 rows.append({"network": result.name, "batch": batch, "resolution": result.resolution,
                              "dtype": result.dtype, "ms_per_image": result.ms_per_image,
                              "images_per_second": result.images_per_second, "params": result.params,
@@ -71,7 +74,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--out", required=True, help="output directory")
     args = parser.parse_args(argv)
     try:
-        batches = parse_ints(args.batches, "--batches")
+        batches = parse_numbers(args.batches, "--batches", int)
     except ValueError as e:
         parser.error(str(e))
     reference = args.reference_batch or (64 if 64 in batches else max(batches))

@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 from tqdm import tqdm
 
 from genet_jax.latency import PAPER_RUNS, probe_latency
-from genet_jax.measure.output import new_figure, parse_floats, parse_ints, save_figure, write_csv
+from genet_jax.measure.output import new_figure, parse_numbers, save_figure, write_csv
 from genet_jax.spec import NetworkSpec, SpecError, SuperBlockSpec
 
 PROFILE_DEPTH = {"XX": 5, "BL": 10, "DW": 10}
@@ -93,7 +93,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     try:
-        widths, ratios = parse_ints(args.widths, "--widths"), parse_floats(args.ratios, "--ratios")
+        widths, ratios = parse_numbers(args.widths, "--widths", int), parse_numbers(args.ratios, "--ratios")
         types = tuple(t.strip().upper() for t in args.block_types.split(","))
         for ratio in ratios:
             profiling_spec("BL", 8, ratio)

@@ -37,21 +37,12 @@ def save_figure(fig, path: str) -> str:
     return path
 
 
-def parse_ints(text: str, what: str) -> list[int]:
+def parse_numbers(text: str, what: str, kind: type = float) -> list:
+    """Comma-separated numbers of `kind` (int: positive) from a CLI value; errors name `what`."""
     try:
-        values = [int(v) for v in text.split(",") if v.strip()]
+        values = [kind(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise ValueError(f"{what}: expected comma-separated integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise ValueError(f"{what}: expected positive integers, got {text!r}")
-    return values
-
-
-def parse_floats(text: str, what: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ValueError(f"{what}: expected comma-separated numbers, got {text!r}") from None
-    if not values:
-        raise ValueError(f"{what}: expected at least one number")
+        raise ValueError(f"{what}: expected comma-separated {kind.__name__}s, got {text!r}") from None
+    if not values or (kind is int and min(values) < 1):
+        raise ValueError(f"{what}: expected {'positive integers' if kind is int else 'numbers'}, got {text!r}")
     return values

@@ -69,7 +69,7 @@ def make_train_step(model: MasterNet, tx: optax.GradientTransformation, config, 
     """
     aug, num_classes = config.augment, model.spec.num_classes
     dynamic_scale = jnp.dtype(model.dtype) == jnp.float16
-    growth_steps = int(config.optim.get("fp16_scale_growth_steps", 2000))
+    growth_steps = config.optim.fp16_scale_growth_steps
 
     def train_step(state: TrainState, batch: dict, base_key: jax.Array, teacher_variables: Any = None):
         key = jax.random.fold_in(base_key, state.step)
