@@ -24,6 +24,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.eval_crop_fraction = 0.875
     c.data.eval_batch_size = 256
     c.data.cache_decoded = False     # decode every image once into memory (small data sets)
+    c.data.holdout_size = 0          # > 0: hold out this many (seeded) training examples; eval_split 'holdout'
+    c.data.holdout_seed = 0
 
     c.augment = ml_collections.ConfigDict()
     c.augment.random_resized_crop = True

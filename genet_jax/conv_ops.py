@@ -5,7 +5,10 @@ channels and keeps the diagonal, which made DW blocks 7-30x slower than they nee
 (benchmarks/speed_vs_pytorch.py measures both). With `conv_impl="taps"`:
   - a depthwise kxk conv is k*k strided slices of the padded input, each multiplied by one tap of
     the kernel and summed (XLA fuses this into one loop; autodiff gives equally cheap gradients);
-  - a 1x1 conv is a matmul over channels (strided slice first for stride 2).
+  - a 1x1 conv is a matmul over channels (strided slice first for stride 2);
+  - a dense kxk conv whose input is smaller than its kernel (late stages of 32x32 networks: a 5x5
+    conv on 4x4 maps, a 3x3 on 2x2) is k*k matmuls of shifted slices: XLA:CPU's own convolution
+    is 10-40x slower on those shapes (e.g. 654 vs 18 ms for 5x5, 256->256, 4x4, batch 64).
 Every other convolution, and anything with dilation or a non-NHWC layout, goes to lax. The
 parameter shapes are those of `flax.linen.Conv`, so checkpoints do not depend on the choice.
 
@@ -54,6 +57,25 @@ def depthwise_conv_taps(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
     return total.astype(x.dtype)
 
 
+def dense_conv_taps(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padding: Sequence[tuple[int, int]],
+                    precision=None) -> jax.Array:
+    """Dense conv as a sum over taps of (shifted slice) @ kernel[i, j]; accumulated in float32."""
+    kh, kw, in_channels, _ = kernel.shape
+    n, h, w, _ = x.shape
+    (sh, sw), (ph, pw) = strides, padding
+    out_h, out_w = _output_size(h, kh, sh, ph), _output_size(w, kw, sw, pw)
+    padded = jnp.pad(x, ((0, 0), ph, pw, (0, 0)))
+    total = None
+    for i in range(kh):
+        for j in range(kw):
+            window = lax.slice(padded, (0, i, j, 0), (n, i + (out_h - 1) * sh + 1, j + (out_w - 1) * sw + 1,
+                                                      in_channels), (1, sh, sw, 1))
+            term = lax.dot_general(window, kernel[i, j], (((3,), (0,)), ((), ())), precision=precision,
+                                   preferred_element_type=jnp.float32)
+            total = term if total is None else total + term
+    return total.astype(x.dtype)
+
+
 def pointwise_conv_matmul(x: jax.Array, kernel: jax.Array, strides: Sequence[int], precision=None) -> jax.Array:
     """1x1 conv as a matmul over channels; kernel (1, 1, C_in, C_out)."""
     sh, sw = strides
@@ -77,7 +99,7 @@ def _is_nhwc_hwio(dimension_numbers, lhs_ndim: int) -> bool:
 def taps_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
                               dimension_numbers=None, feature_group_count=1, batch_group_count=1,
                               precision=None, preferred_element_type=None):
-    """`lax.conv_general_dilated` with the depthwise and 1x1 cases routed to the kernels above."""
+    """`lax.conv_general_dilated` with the depthwise, 1x1 and small-input dense cases routed to the kernels above."""
     undilated = all(d == 1 for d in (lhs_dilation or (1, 1))) and all(d == 1 for d in (rhs_dilation or (1, 1)))
     explicit_padding = not isinstance(padding, str)
     if (undilated and explicit_padding and batch_group_count == 1 and preferred_element_type is None
@@ -89,6 +111,8 @@ def taps_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=No
             return depthwise_conv_taps(lhs, rhs, window_strides, padding)
         if feature_group_count == 1 and kh == kw == 1 and padding == ((0, 0), (0, 0)):
             return pointwise_conv_matmul(lhs, rhs, window_strides, precision)
+        if feature_group_count == 1 and (lhs.shape[1] < kh or lhs.shape[2] < kw):
+            return dense_conv_taps(lhs, rhs, window_strides, padding, precision)
     return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
                                     rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
                                     feature_group_count=feature_group_count, batch_group_count=batch_group_count,

@@ -61,6 +61,22 @@ def test_pointwise_matmul_matches_lax(stride, size):
     np.testing.assert_allclose(taps_conv(x, w, stride, 0), expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("kernel,stride,size", [(5, 1, 4), (5, 2, 4), (3, 1, 2), (3, 2, 1), (5, 1, 3)])
+def test_dense_taps_on_inputs_smaller_than_the_kernel_match_lax(kernel, stride, size):
+    x = jax.random.normal(jax.random.key(0), (3, size, size, 6))
+    w = jax.random.normal(jax.random.key(1), (kernel, kernel, 6, 10))
+    pad = (kernel - 1) // 2
+    np.testing.assert_allclose(taps_conv(x, w, stride, pad), lax_conv(x, w, stride, pad), atol=1e-5, rtol=1e-5)
+
+    def loss(conv):
+        return lambda x, w: jnp.sum(jnp.sin(conv(x, w, stride, pad)))
+
+    for a, b in zip(jax.grad(loss(taps_conv), argnums=(0, 1))(x, w), jax.grad(loss(lax_conv), argnums=(0, 1))(x, w)):
+        np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
+    half = taps_conv(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16), stride, pad)
+    assert half.dtype == jnp.bfloat16
+
+
 def test_other_convolutions_go_to_lax():
     x = jax.random.normal(jax.random.key(0), (2, 8, 8, 6))
     dense = jax.random.normal(jax.random.key(1), (3, 3, 6, 10))

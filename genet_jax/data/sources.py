@@ -114,7 +114,7 @@ def tfds_source(name: str, split: str, data_dir: Optional[str] = None) -> Source
         info = tfds.builder(name, data_dir=data_dir).info
     except Exception as e:
         raise DataError(f"cannot open TFDS dataset {name!r} split {split!r} in {data_dir}: {e}. Prepare it once "
-                        f"with `tfds build {name} --data_dir {data_dir}` (array_record format)") from None
+                        f"with `tfds build {name} --data_dir {data_dir} --file_format=array_record`") from None
     return Source(_TfdsRecords(source), list(info.features["label"].names), f"tfds:{name}/{split}")
 
 
@@ -153,8 +153,8 @@ def _check_imagenet(data_dir: str) -> None:
         raise DataError(
             f"ImageNet (imagenet2012) is not prepared in {data_dir} and its archives are missing: put "
             f"{' and '.join(IMAGENET_MANUAL_FILES)} (from image-net.org) in {manual}/, then run "
-            f"`tfds build imagenet2012 --data_dir {data_dir}`; or train on an extracted copy with "
-            "--config.data.source=folder:/path/to/imagenet (train/<wnid>/*.JPEG, val/<wnid>/*.JPEG)")
+            f"`tfds build imagenet2012 --data_dir {data_dir} --file_format=array_record`; or train on an extracted "
+            "copy with --config.data.source=folder:/path/to/imagenet (train/<wnid>/*.JPEG, val/<wnid>/*.JPEG)")
 
 
 def open_source(spec: str, split: str, data_dir: Optional[str] = None,

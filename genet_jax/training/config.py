@@ -46,6 +46,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         ("checkpoint.every_steps", 1, True, False), ("checkpoint.keep", 1, True, False),
         ("log_every_steps", 1, True, False), ("eval_every_epochs", 0, False, True),
         ("optim.fp16_initial_loss_scale", 1, False, False), ("optim.fp16_scale_growth_steps", 1, True, False),
+        ("data.holdout_size", 0, True, False), ("data.holdout_seed", 0, True, False),
     ]:
         _number(config, field, low, integer=integer, low_open=low_open)
     for field in ("augment.random_erase_prob", "augment.label_smoothing", "optim.momentum",

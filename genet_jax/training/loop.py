@@ -7,7 +7,7 @@ import math
 import os
 import signal
 import time
-from typing import Any
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +18,7 @@ from genet_jax.checkpoint import load_model_checkpoint
 from genet_jax.data import pipeline
 from genet_jax.data.autoaugment import make_policy
 from genet_jax.data.sources import Source, open_source
+from genet_jax.data.subsets import HOLDOUT_SPLIT, holdout_split
 from genet_jax.model import MasterNet, canonical_dtype, init_variables
 from genet_jax.training import optim, steps
 from genet_jax.training.checkpointing import TrainCheckpointer, abstract_like
@@ -85,7 +86,34 @@ class _Stop:
         signal.signal(signal.SIGTERM, self._previous)
 
 
-def train(config: ml_collections.ConfigDict) -> dict:
+def open_sources(config: ml_collections.ConfigDict) -> tuple[Source, Source]:
+    """(train, eval) sources of a training config. With data.holdout_size > 0 that many training
+    examples are held out (seeded) and eval_split 'holdout' evaluates on them."""
+    data = config.data
+    train_source = open_source(data.source, data.train_split, data.data_dir or None)
+    if data.eval_split == HOLDOUT_SPLIT and data.holdout_size <= 0:
+        raise ConfigError("data.eval_split", "'holdout' needs data.holdout_size > 0")
+    if data.holdout_size > 0:
+        if data.holdout_size >= len(train_source):
+            raise ConfigError("data.holdout_size", f"{data.holdout_size} is not smaller than the "
+                                                   f"{len(train_source)} examples of {train_source.name}")
+        train_source, holdout = holdout_split(train_source, data.holdout_size, data.holdout_seed)
+    if data.eval_split == HOLDOUT_SPLIT:
+        eval_source = holdout
+    else:
+        folder_classes = train_source.class_names if data.source.startswith("folder:") else None
+        eval_source = open_source(data.source, data.eval_split, data.data_dir or None, class_names=folder_classes)
+    if data.cache_decoded:
+        train_source = pipeline.decode_in_memory(train_source, data.num_threads, config.progress_bar)
+        eval_source = pipeline.decode_in_memory(eval_source, data.num_threads, config.progress_bar)
+    return train_source, eval_source
+
+
+def train(config: ml_collections.ConfigDict, sources: Optional[tuple[Source, Source]] = None,
+          initial_variables: Optional[dict] = None) -> dict:
+    """Train (or resume) the run of `config`. `sources`: already opened (train, eval) sources, as
+    `open_sources(config)` returns them. `initial_variables`: start from these instead of a fresh
+    initialisation (LLR-NAS fine-tunes with inherited weights); a checkpoint in the workdir wins."""
     validate_config(config)
     workdir = os.path.abspath(config.workdir)
     os.makedirs(workdir, exist_ok=True)
@@ -94,13 +122,7 @@ def train(config: ml_collections.ConfigDict) -> dict:
             f.write(config.to_json_best_effort(indent=2))
     log.info("config:\n%s", config)
 
-    train_source = open_source(config.data.source, config.data.train_split, config.data.data_dir or None)
-    folder_classes = train_source.class_names if config.data.source.startswith("folder:") else None
-    eval_source = open_source(config.data.source, config.data.eval_split, config.data.data_dir or None,
-                              class_names=folder_classes)
-    if config.data.cache_decoded:
-        train_source = pipeline.decode_in_memory(train_source, config.data.num_threads, config.progress_bar)
-        eval_source = pipeline.decode_in_memory(eval_source, config.data.num_threads, config.progress_bar)
+    train_source, eval_source = sources if sources is not None else open_sources(config)
     spec = model_spec(config, train_source.num_classes)
     size = spec.resolution
     mesh = steps.create_mesh()
@@ -130,8 +152,9 @@ def train(config: ml_collections.ConfigDict) -> dict:
         state, data_state = checkpointer.restore(abstract_like(abstract, replicated))
         log.info("resuming from %s/%d", checkpointer.root, int(state.step))
     else:
-        state = jax.device_put(steps.init_state(load_initial_variables(config, model, init_key), tx, loss_scale),
-                               replicated)
+        if initial_variables is None:
+            initial_variables = load_initial_variables(config, model, init_key)
+        state = jax.device_put(steps.init_state(initial_variables, tx, loss_scale), replicated)
     model_json = {"spec": spec.to_dict(), "extras": {},
                   "metadata": {"class_names": train_source.class_names, "data_source": config.data.source}}
 

@@ -1,0 +1,229 @@
+"""Per-super-block latency lookup table, measured with the jitted probe at the target batch, dtype
+and resolution.
+
+A network's latency is modelled as the sum of its parts: stem + per super-block (first unit, which
+carries the stride and the width change, + (depth - 1) x a repeated unit) + final conv and head.
+Each part is a small jitted module timed by the paper's protocol (genet_jax.latency.time_runs).
+First units are measured on a grid of (input width, output width), repeated units on a grid of
+widths, the tail on a grid of input widths; candidates in between are interpolated (bilinear).
+An optional power-law calibration against a few full-network probes absorbs what a sum of separately
+timed parts misses (launch overheads, fusion across unit boundaries).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Optional, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm import tqdm
+
+from genet_jax.counting import conv_out_size
+from genet_jax.latency import PAPER_RUNS, PAPER_TRIM, time_runs, trimmed_mean
+from genet_jax.layers import BLOCK_MODULES, ConvBN
+from genet_jax.model import canonical_dtype
+from genet_jax.nas.space import BlockType, SearchSpace
+from genet_jax.spec import NetworkSpec, UnitConfig, mid_width
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeSettings:
+    batch: int = 64
+    dtype: str = "float32"
+    conv_impl: str = "auto"
+    runs: int = PAPER_RUNS
+    warmup: int = 5
+    trim: float = PAPER_TRIM
+
+
+class _Tail(nn.Module):
+    """The MasterNet's final 1x1 conv, pooling and head, for timing."""
+
+    final_width: int
+    num_classes: int
+    dtype: object
+    conv_impl: str
+
+    @nn.compact
+    def __call__(self, x):
+        x = ConvBN(self.final_width, 1, dtype=self.dtype, conv_impl=self.conv_impl)(x)
+        x = jnp.mean(x, axis=(1, 2), dtype=jnp.float32)
+        return nn.Dense(self.num_classes, dtype=self.dtype)(x.astype(self.dtype))
+
+
+@dataclasses.dataclass(frozen=True)
+class _ProjectedUnit(UnitConfig):
+    """A first unit timed with its projection shortcut even where in_width == width, so the whole
+    first-unit grid of a stride-1 super-block is one smooth surface (candidates with
+    in_width == width are priced as repeated units instead)."""
+
+    @property
+    def has_projection(self) -> bool:
+        return True
+
+
+def time_module(module: nn.Module, input_shape: Sequence[int], settings: ProbeSettings) -> float:
+    """Trimmed-mean milliseconds per image of `module` (eval mode) on one device."""
+    dtype = canonical_dtype(settings.dtype)
+    device = jax.devices()[0]
+    x = jax.device_put(jnp.asarray(np.random.default_rng(0).standard_normal(input_shape, np.float32), dtype), device)
+    variables = jax.jit(module.init)(jax.random.PRNGKey(0), x)
+    compiled = jax.jit(lambda v, x: module.apply(v, x)).lower(variables, x).compile()
+    seconds = trimmed_mean(time_runs(lambda: compiled(variables, x), settings.runs, settings.warmup), settings.trim)
+    return seconds * 1e3 / input_shape[0]
+
+
+def stage_input_sizes(spec: NetworkSpec) -> list[int]:
+    """Spatial size entering each super-block, plus the size after the last (kernel-independent)."""
+    size = conv_out_size(spec.resolution, spec.stem_kernel_size, spec.stem_stride)
+    sizes = [size]
+    for block in spec.blocks:
+        size = conv_out_size(size, block.kernel_size, block.stride)
+        sizes.append(size)
+    return sizes
+
+
+def width_grid(width: int, space: SearchSpace, points: int) -> np.ndarray:
+    allowed = space.widths(width)
+    picks = np.unique(np.round(np.linspace(0, len(allowed) - 1, max(1, points))).astype(int))
+    return allowed[picks]
+
+
+@dataclasses.dataclass
+class LatencyTable:
+    """ms/image parts; `blocks[i][type_key]` = {'first': (len(in_grid), len(out_grid)), 'rest': (len(out_grid),)}."""
+
+    resolution: int
+    settings: ProbeSettings
+    stem: float
+    in_grids: list[np.ndarray]  # per super-block: input widths (the previous block's grid, or the stem's)
+    out_grids: list[np.ndarray]
+    blocks: list[dict[str, dict[str, np.ndarray]]]
+    tail: np.ndarray  # over out_grids[-1]
+    strides: list[int]  # per super-block: a stride-1 first unit with in_width == width is a repeated unit
+    scale: float = 1.0  # calibration: ms = scale * sum_of_parts ** exponent
+    exponent: float = 1.0
+
+    def block_latency(self, index: int, type_key: str, depth, in_width, width) -> np.ndarray:
+        parts = self.blocks[index][type_key]
+        first = _bilinear(self.in_grids[index], self.out_grids[index], parts["first"], in_width, width)
+        rest = np.interp(width, self.out_grids[index], parts["rest"])
+        if self.strides[index] == 1:  # no projection shortcut: exactly a repeated unit
+            first = np.where(np.asarray(in_width) == np.asarray(width), rest, first)
+        return first + (np.asarray(depth) - 1) * rest
+
+    def raw_predict(self, type_keys: Sequence[Sequence[str]], types: np.ndarray, depths: np.ndarray,
+                    widths: np.ndarray, stem_width: int) -> np.ndarray:
+        """Uncalibrated ms/image for n structures: types[n, M] index type_keys[block], depths/widths [n, M]."""
+        total = np.full(len(types), self.stem, float)
+        for i, keys in enumerate(type_keys):
+            in_width = np.full(len(types), stem_width) if i == 0 else widths[:, i - 1]
+            for t, key in enumerate(keys):
+                rows = types[:, i] == t
+                if rows.any():
+                    total[rows] += self.block_latency(i, key, depths[rows, i], in_width[rows], widths[rows, i])
+        return total + np.interp(widths[:, -1], self.out_grids[-1], self.tail)
+
+    def predict(self, *args, **kwargs) -> np.ndarray:
+        return self.scale * self.raw_predict(*args, **kwargs) ** self.exponent
+
+    def predict_spec(self, spec: NetworkSpec) -> float:
+        keys = [[BlockType.of(b).key] for b in spec.blocks]
+        return float(self.predict(keys, np.zeros((1, len(spec.blocks)), int),
+                                  np.asarray([[b.depth for b in spec.blocks]]),
+                                  np.asarray([[b.width for b in spec.blocks]]), spec.stem_width)[0])
+
+    def calibrate(self, raw: Sequence[float], measured: Sequence[float]) -> None:
+        """Fit measured ~ scale * raw ** exponent by least squares in log space: the sum of
+        separately timed parts is off both by per-part overheads and by a factor, and full-network
+        latencies span orders of magnitude, so a multiplicative fit is not dominated by the slowest
+        structures. With fewer than 3 points, latencies within a factor of 2 of each other (structures near
+        the budget) or a non-positive slope: exponent 1, scale the geometric mean ratio."""
+        log_raw, log_measured = np.log(np.asarray(raw, float)), np.log(np.asarray(measured, float))
+        if len(log_raw) >= 3 and np.ptp(log_raw) >= np.log(2.0):  # a slope needs a spread of latencies
+            exponent, log_scale = np.polyfit(log_raw, log_measured, 1)
+            if exponent > 0:
+                self.scale, self.exponent = float(np.exp(log_scale)), float(exponent)
+                return
+        self.scale, self.exponent = float(np.exp(np.mean(log_measured - log_raw))), 1.0
+
+    def uncalibrated(self, predicted: np.ndarray) -> np.ndarray:
+        return (np.asarray(predicted) / self.scale) ** (1.0 / self.exponent)
+
+    def to_dict(self) -> dict:
+        return {"resolution": self.resolution, "settings": dataclasses.asdict(self.settings), "stem": self.stem,
+                "in_grids": [g.tolist() for g in self.in_grids], "out_grids": [g.tolist() for g in self.out_grids],
+                "blocks": [{k: {p: v.tolist() for p, v in parts.items()} for k, parts in b.items()}
+                           for b in self.blocks],
+                "tail": self.tail.tolist(), "strides": list(self.strides), "scale": self.scale,
+                "exponent": self.exponent}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LatencyTable":
+        return cls(d["resolution"], ProbeSettings(**d["settings"]), d["stem"],
+                   [np.asarray(g) for g in d["in_grids"]], [np.asarray(g) for g in d["out_grids"]],
+                   [{k: {p: np.asarray(v) for p, v in parts.items()} for k, parts in b.items()} for b in d["blocks"]],
+                   np.asarray(d["tail"]), list(d["strides"]), d["scale"], d["exponent"])
+
+
+def _bilinear(xs: np.ndarray, ys: np.ndarray, table: np.ndarray, x, y) -> np.ndarray:
+    x, y = np.asarray(x, float), np.asarray(y, float)
+
+    def locate(grid, v):
+        if len(grid) == 1:
+            return np.zeros(v.shape, int), np.zeros(v.shape)
+        i = np.clip(np.searchsorted(grid, v) - 1, 0, len(grid) - 2)
+        return i, np.clip((v - grid[i]) / (grid[i + 1] - grid[i]), 0.0, 1.0)
+
+    ix, tx = locate(xs, x)
+    iy, ty = locate(ys, y)
+    ix1, iy1 = np.minimum(ix + 1, len(xs) - 1), np.minimum(iy + 1, len(ys) - 1)
+    return ((1 - tx) * (1 - ty) * table[ix, iy] + tx * (1 - ty) * table[ix1, iy]
+            + (1 - tx) * ty * table[ix, iy1] + tx * ty * table[ix1, iy1])
+
+
+def build_latency_table(master: NetworkSpec, type_keys: Sequence[Sequence[str]], space: SearchSpace,
+                        resolution: int, settings: ProbeSettings, grid_points: int = 3, progress: bool = True,
+                        timer: Optional[Callable[[nn.Module, tuple, ProbeSettings], float]] = None) -> LatencyTable:
+    """Measure every part for the given per-block types at `resolution` (stride pattern of `master`)."""
+    timer = timer or time_module
+    spec = master.replace(resolution=resolution)
+    dtype, b = canonical_dtype(settings.dtype), settings.batch
+    sizes = stage_input_sizes(spec)
+    out_grids = [width_grid(block.width, space, grid_points) for block in spec.blocks]
+    in_grids = [np.asarray([spec.stem_width])] + out_grids[:-1]
+    total = 1 + len(out_grids[-1]) + sum(len(keys) * (len(in_grids[i]) + 1) * len(out_grids[i])
+                                         for i, keys in enumerate(type_keys))
+    bar = tqdm(total=total, desc=f"latency table @{resolution}", unit="probe", disable=not progress, leave=False)
+
+    def probe(module, shape):
+        bar.update(1)
+        return timer(module, tuple(int(s) for s in shape), settings)
+
+    stem = probe(ConvBN(spec.stem_width, spec.stem_kernel_size, spec.stem_stride, dtype=dtype,
+                        conv_impl=settings.conv_impl), (b, resolution, resolution, spec.in_channels))
+    blocks = []
+    for i, keys in enumerate(type_keys):
+        stride, entries = spec.blocks[i].stride, {}
+        for key in keys:
+            block_type = BlockType.from_key(key)
+            module_class = BLOCK_MODULES[block_type.block_type]
+
+            def unit(cin, cout, s, config_class=UnitConfig):
+                config = config_class(block_type.block_type, int(cin), int(cout),
+                                      mid_width(int(cout), block_type.ratio), s, block_type.kernel_size)
+                return module_class(config, dtype=dtype, conv_impl=settings.conv_impl)
+
+            first = np.asarray([[probe(unit(cin, cout, stride, _ProjectedUnit), (b, sizes[i], sizes[i], cin))
+                                 for cout in out_grids[i]] for cin in in_grids[i]])
+            rest = np.asarray([probe(unit(cout, cout, 1), (b, sizes[i + 1], sizes[i + 1], cout))
+                               for cout in out_grids[i]])
+            entries[key] = {"first": first, "rest": rest}
+        blocks.append(entries)
+    tail = np.asarray([probe(_Tail(spec.final_width, spec.num_classes, dtype, settings.conv_impl),
+                             (b, sizes[-1], sizes[-1], cin)) for cin in out_grids[-1]])
+    bar.close()
+    return LatencyTable(resolution, settings, stem, in_grids, out_grids, blocks, tail,
+                        [block.stride for block in spec.blocks])

@@ -1,0 +1,158 @@
+"""`python search.py` end to end on digits with a tiny MasterNet: outputs, kill -9 and resume,
+sharded fine-tunes merging to the unsharded selection, bad usage."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from genet_jax.nas import store
+from tests.conftest import REPO_ROOT
+
+CONFIG = '''
+import json
+from configs.default import get_config as digits_config
+from configs.search.common import search_config
+
+def get_config():
+    t = digits_config()
+    t.model = json.dumps({"stem_width": 8, "stem_stride": 2, "final_width": 32, "num_classes": 10,
+                          "resolution": 16, "blocks": [
+                              {"block_type": "XX", "depth": 1, "width": 16, "stride": 2},
+                              {"block_type": "BL", "depth": 1, "width": 16, "stride": 2, "ratio": 0.5}]})
+    t.resolution = -1
+    t.num_epochs = 1.0
+    t.batch_size = 32
+    t.data.holdout_size = 300
+    t.data.eval_batch_size = 100
+    t.progress_bar = False
+    t.checkpoint.async_save = False
+    c = search_config(t)
+    c.perturbations_per_block = 2
+    c.finetune.num_train_steps = 4
+    c.latency.dtype = "float32"
+    c.latency.batch = 8
+    c.latency.runs = 3
+    c.latency.warmup = 1
+    c.latency.grid_points = 2
+    c.latency.calibration_probes = 2
+    c.latency.validation_probes = 2
+    c.selection.budget_ms = -1.0
+    c.selection.budget_master_fraction = 1.3  # tiny nets time within noise of each other
+    c.selection.num_candidates = 1000
+    c.selection.top_k = 2
+    c.selection.resolutions = (16,)
+    c.final.num_train_steps = 3
+    return c
+'''
+NUM_JOBS = 5  # the baseline (the MasterNet under the fine-tune schedule) + 2 per super-block
+
+
+@pytest.fixture
+def config_file(tmp_path):
+    path = tmp_path / "tiny_search.py"
+    path.write_text(CONFIG)
+    return str(path)
+
+
+def search_command(config_file, workdir, *extra):
+    return [sys.executable, os.path.join(REPO_ROOT, "search.py"), f"--config={config_file}",
+            f"--config.workdir={workdir}", *extra]
+
+
+def run_search(config_file, workdir, *extra):
+    result = subprocess.run(search_command(config_file, workdir, *extra), capture_output=True, text=True,
+                            cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def result_lines(workdir):
+    lines = []
+    for name in sorted(os.listdir(os.path.join(workdir, "results"))):
+        with open(os.path.join(workdir, "results", name)) as f:
+            lines += [json.loads(line) for line in f if line.strip()]
+    return lines
+
+
+@pytest.mark.slow
+def test_kill_9_mid_search_then_rerun_redoes_nothing(config_file, tmp_path):
+    workdir = str(tmp_path / "run")
+    proc = subprocess.Popen(search_command(config_file, workdir), cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    results_dir = os.path.join(workdir, "results")
+    deadline = time.time() + 400
+    while time.time() < deadline and proc.poll() is None:
+        if os.path.isdir(results_dir) and len(store.load_results(results_dir)) >= 1:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished_before = store.load_results(results_dir)
+    assert 1 <= len(finished_before) < NUM_JOBS, "the kill should land between fine-tunes"
+
+    rerun = run_search(config_file, workdir)
+    assert f"fine-tunes run now: {NUM_JOBS - len(finished_before)}" in rerun.stdout
+    lines = result_lines(workdir)
+    assert len(lines) == len({r["key"] for r in lines}) == NUM_JOBS  # nothing ran twice
+    for key, record in finished_before.items():
+        assert next(r for r in lines if r["key"] == key) == record
+
+    result = json.load(open(os.path.join(workdir, "search_result.json")))
+    picked = result["selected"]
+    assert picked["measured_latency_ms"] <= picked["budget_ms"]
+    assert picked["trained_accuracy"] is not None and picked["structure_string"]
+    for name in ("pseudo_gradients.json", "pseudo_gradients.csv", "plots/accuracy_predicted_vs_measured.png",
+                 "plots/candidates_r16.png", "latency/table_r16.json", "latency/probes.json"):
+        assert os.path.getsize(os.path.join(workdir, name)) > 0, name
+    assert result["resolutions"][0]["candidates"] == 1001
+    table_check = result["resolutions"][0]["latency_table"]
+    assert table_check["pairs"] == 2 and table_check["median_abs_relative_error"] >= 0
+    assert os.path.getsize(os.path.join(workdir, "plots", "latency_table_r16.png")) > 0
+
+    again = run_search(config_file, workdir)  # a finished search: same answer, nothing re-run
+    assert "fine-tunes run now: 0" in again.stdout
+    assert json.load(open(os.path.join(workdir, "search_result.json")))["selected"] == picked
+
+
+@pytest.mark.slow
+def test_two_shards_merge_to_the_unsharded_selection(config_file, tmp_path):
+    sharded, single = str(tmp_path / "sharded"), str(tmp_path / "single")
+    run_search(config_file, sharded, "--stage=master")
+    shutil.copytree(sharded, single)  # the same MasterNet for both
+    missing = subprocess.run(search_command(config_file, sharded, "--stage=select"), capture_output=True, text=True,
+                             cwd=REPO_ROOT)
+    assert missing.returncode == 2 and "have no result yet" in missing.stderr
+    for shard, count in (("0/2", 3), ("1/2", 2)):
+        assert f"fine-tunes run now: {count}" in run_search(config_file, sharded, f"--shard={shard}").stdout
+    assert sorted(os.listdir(os.path.join(sharded, "results"))) == [
+        "finetunes-0000-of-0002.jsonl", "finetunes-0001-of-0002.jsonl"]
+    run_search(config_file, single, "--stage=finetune")
+    a, b = store.load_results(os.path.join(sharded, "results")), store.load_results(os.path.join(single, "results"))
+    assert sorted(a) == sorted(b)
+    for key in a:  # same work, same numbers (CPU XLA is deterministic for a fixed seed)
+        assert a[key]["accuracy"] == pytest.approx(b[key]["accuracy"], abs=1e-6)
+
+    run_search(config_file, sharded, "--stage=select", "--config.final.num_train_steps=-1", "--config.final.epochs=0")
+    shutil.copytree(os.path.join(sharded, "latency"), os.path.join(single, "latency"))  # the same measurements
+    run_search(config_file, single, "--stage=select", "--config.final.num_train_steps=-1", "--config.final.epochs=0")
+    ra = json.load(open(os.path.join(sharded, "search_result.json")))
+    rb = json.load(open(os.path.join(single, "search_result.json")))
+    assert ra["selected"] == rb["selected"]
+    assert json.load(open(os.path.join(sharded, "pseudo_gradients.json")))["fits"] == \
+        json.load(open(os.path.join(single, "pseudo_gradients.json")))["fits"]
+
+
+def test_bad_usage_is_reported(config_file, tmp_path):
+    workdir = str(tmp_path / "w")
+    for args, message in [(["--shard=2/2"], "need 0 <= i < n"), (["--shard=x"], "--shard must look like i/n"),
+                          (["--stage=finetune"], "run the MasterNet step first"),
+                          (["--stage=select"], "run the MasterNet step first"),
+                          (["--config.train.data.holdout_size=0"], "holdout_size must be > 0")]:
+        result = subprocess.run(search_command(config_file, workdir, *args), capture_output=True, text=True,
+                                cwd=REPO_ROOT)
+        assert result.returncode != 0 and message in result.stderr, (args, result.stderr[-800:])
