@@ -45,6 +45,7 @@ def plot_candidates(path: str, latency: np.ndarray, accuracy: np.ndarray, budget
     ax.scatter([choice.measured_latency], [choice.predicted_accuracy * 100], s=120, marker="*", color="tab:red",
                label="pick", zorder=3)
     ax.axvline(budget, color="k", ls="--", lw=0.8, label=f"budget {budget:.3g} ms")
+    ax.set_xscale("log")  # candidates span orders of magnitude; the decision happens near the budget
     ax.set_xlabel("latency (ms/image)")
     ax.set_ylabel("predicted accuracy (%)")
     ax.legend(fontsize=8)
