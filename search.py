@@ -38,10 +38,8 @@ def parse_shard(text):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("absl", "orbax", "jax._src", "grain"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    logging.getLogger("genet_jax.train").setLevel(logging.WARNING)
+    from genet_jax.cli import setup_logging
+    setup_logging(quiet=("genet_jax.train",))
     logging.getLogger("absl").setLevel(logging.ERROR)  # orbax notes the trainer's extra checkpoint items
     import jax
     if flags.FLAGS.distributed:

@@ -3,7 +3,6 @@
 With no arguments it trains the embedded default (configs/default.py: digits, a few minutes on a
 CPU). Re-running the same command resumes from the workdir's latest checkpoint.
 """
-import logging
 import os
 import sys
 
@@ -22,9 +21,8 @@ flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() first
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("absl", "orbax", "jax._src", "grain"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from genet_jax.cli import setup_logging
+    setup_logging()
     import jax
     if flags.FLAGS.distributed:
         jax.distributed.initialize()

@@ -51,6 +51,16 @@ def time_runs(fn: Callable[[], Any], runs: int = PAPER_RUNS, warmup: int = 5,
     return times
 
 
+def time_forward(apply_fn: Callable, variables: Any, images: jax.Array, runs: int = PAPER_RUNS, warmup: int = 5,
+                 trim: float = PAPER_TRIM, timer: Callable[[], float] = time.perf_counter) -> tuple[float, float]:
+    """(trimmed-mean seconds per call, compile seconds) of jit(apply_fn)(variables, images), with
+    variables and images already on the device."""
+    start = time.perf_counter()
+    compiled = jax.jit(apply_fn).lower(variables, images).compile()
+    compile_seconds = time.perf_counter() - start
+    return trimmed_mean(time_runs(lambda: compiled(variables, images), runs, warmup, timer), trim), compile_seconds
+
+
 @dataclasses.dataclass(frozen=True)
 class LatencyResult:
     name: str
@@ -107,11 +117,8 @@ def probe_latency(arch: Union[str, Any], batch: int = 64, resolution: Optional[i
     variables = jax.device_put(variables, device)
     images = jax.device_put(jnp.asarray(np.random.default_rng(0).standard_normal(
         model.input_shape(batch), np.float32), canonical_dtype(dtype)), device)
-    forward = jax.jit(lambda v, x: model.apply(v, x))
-    start = time.perf_counter()
-    compiled = forward.lower(variables, images).compile()
-    compile_seconds = time.perf_counter() - start
-    seconds = trimmed_mean(time_runs(lambda: compiled(variables, images), runs, warmup, timer), trim)
+    seconds, compile_seconds = time_forward(lambda v, x: model.apply(v, x), variables, images, runs, warmup, trim,
+                                            timer)
     kind, platform = device_description()
     return LatencyResult(
         name=name or (arch if isinstance(arch, str) and not arch.lstrip().startswith("{") else "custom"),

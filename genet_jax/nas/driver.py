@@ -28,6 +28,7 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
+from genet_jax.measure.output import write_csv
 from genet_jax.nas import regress, report, store
 from genet_jax.nas.inherit import inherit_variables, summarize
 from genet_jax.nas.latency_table import LatencyTable, ProbeSettings, build_latency_table
@@ -239,7 +240,7 @@ class Search:
              "fitted": f, "held_out_prediction": None if np.isnan(h) else float(h)}
             for r, f, h in zip(records, fitted, held_out)]}
         _write_json(os.path.join(self.workdir, "pseudo_gradients.json"), table)
-        report.write_pseudo_gradient_csv(os.path.join(self.workdir, "pseudo_gradients.csv"), model.rows())
+        write_csv(os.path.join(self.workdir, "pseudo_gradients.csv"), model.rows())
         report.plot_predicted_vs_measured(os.path.join(self.workdir, "plots", "accuracy_predicted_vs_measured.png"),
                                           [s.accuracy for s in samples], held_out, baseline, quality)
         return model, quality
@@ -285,12 +286,12 @@ class Search:
                                     self.config.latency.grid_points)
         probes = self.config.latency.calibration_probes
         if probes:
-            raw_master = table.predict_spec(master)
-            table.calibrate([raw_master], [self.measure(master)])
+            raw_master, measured_master = table.predict_spec(master), self.measure(master)
+            table.calibrate([raw_master], [measured_master])
             specs = self.near_budget(table, master, type_keys, budget, probes, self.config.seed + 7919)
             table_raw = dataclasses.replace(table, scale=1.0, exponent=1.0)
             raw = [raw_master] + [table_raw.predict_spec(spec) for spec in specs]
-            measured = [self.measure(master)] + [self.measure(spec) for spec in
+            measured = [measured_master] + [self.measure(spec) for spec in
                                                  tqdm(specs, desc="calibration probes", unit="net", leave=False)]
             table.calibrate(raw, measured)
         _write_json(path, {"fingerprint": fingerprint, "table": table.to_dict()})

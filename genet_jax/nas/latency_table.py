@@ -21,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from genet_jax.counting import conv_out_size
-from genet_jax.latency import PAPER_RUNS, PAPER_TRIM, time_runs, trimmed_mean
+from genet_jax.latency import PAPER_RUNS, PAPER_TRIM, time_forward
 from genet_jax.layers import BLOCK_MODULES, ConvBN
 from genet_jax.model import canonical_dtype
 from genet_jax.nas.space import BlockType, SearchSpace
@@ -70,8 +70,8 @@ def time_module(module: nn.Module, input_shape: Sequence[int], settings: ProbeSe
     device = jax.devices()[0]
     x = jax.device_put(jnp.asarray(np.random.default_rng(0).standard_normal(input_shape, np.float32), dtype), device)
     variables = jax.jit(module.init)(jax.random.PRNGKey(0), x)
-    compiled = jax.jit(lambda v, x: module.apply(v, x)).lower(variables, x).compile()
-    seconds = trimmed_mean(time_runs(lambda: compiled(variables, x), settings.runs, settings.warmup), settings.trim)
+    seconds, _ = time_forward(lambda v, x: module.apply(v, x), variables, x, settings.runs, settings.warmup,
+                              settings.trim)
     return seconds * 1e3 / input_shape[0]
 
 

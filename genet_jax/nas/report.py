@@ -6,13 +6,9 @@ from typing import Sequence
 
 import numpy as np
 
-from genet_jax.measure.output import new_figure, save_figure, write_csv
+from genet_jax.measure.output import new_figure, save_figure
 
 PLOTTED_CANDIDATES = 5000
-
-
-def write_pseudo_gradient_csv(path: str, rows: Sequence[dict]) -> str:
-    return write_csv(path, list(rows))
 
 
 def plot_predicted_vs_measured(path: str, measured: Sequence[float], predicted: Sequence[float],
