@@ -52,13 +52,22 @@ def time_runs(fn: Callable[[], Any], runs: int = PAPER_RUNS, warmup: int = 5,
 
 
 def time_forward(apply_fn: Callable, variables: Any, images: jax.Array, runs: int = PAPER_RUNS, warmup: int = 5,
-                 trim: float = PAPER_TRIM, timer: Callable[[], float] = time.perf_counter) -> tuple[float, float]:
+                 trim: float = PAPER_TRIM, timer: Callable[[], float] = time.perf_counter,
+                 rounds: int = 1) -> tuple[float, float]:
     """(trimmed-mean seconds per call, compile seconds) of jit(apply_fn)(variables, images), with
-    variables and images already on the device."""
+    variables and images already on the device.
+
+    `rounds` > 1 repeats the whole protocol (warm-up, runs, trim) and keeps the fastest round: on a
+    shared or throttling host a slow spell lasts longer than one round and shifts every run in it
+    (measured here: whole rounds 40% slow), which trimming within a round cannot remove."""
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
     start = time.perf_counter()
     compiled = jax.jit(apply_fn).lower(variables, images).compile()
     compile_seconds = time.perf_counter() - start
-    return trimmed_mean(time_runs(lambda: compiled(variables, images), runs, warmup, timer), trim), compile_seconds
+    per_round = [trimmed_mean(time_runs(lambda: compiled(variables, images), runs, warmup, timer), trim)
+                 for _ in range(rounds)]
+    return min(per_round), compile_seconds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +84,7 @@ class LatencyResult:
     compile_seconds: float
     runs: int
     trim: float
+    rounds: int
     params: int
     macs: int
     device_kind: str
@@ -94,7 +104,8 @@ def device_description() -> tuple[str, str]:
 def probe_latency(arch: Union[str, Any], batch: int = 64, resolution: Optional[int] = None,
                   dtype: str = "float32", fold_bn: bool = False, conv_impl: str = "auto",
                   runs: int = PAPER_RUNS, warmup: int = 5, trim: float = PAPER_TRIM, variables: Optional[dict] = None,
-                  timer: Callable[[], float] = time.perf_counter, name: Optional[str] = None) -> LatencyResult:
+                  timer: Callable[[], float] = time.perf_counter, name: Optional[str] = None,
+                  rounds: int = 1) -> LatencyResult:
     """Forward latency of a network (registered name, spec JSON/path or NetworkSpec) on one device.
 
     Weights are random unless `variables` (unfolded) are given: latency does not depend on values.
@@ -118,13 +129,14 @@ def probe_latency(arch: Union[str, Any], batch: int = 64, resolution: Optional[i
     images = jax.device_put(jnp.asarray(np.random.default_rng(0).standard_normal(
         model.input_shape(batch), np.float32), canonical_dtype(dtype)), device)
     seconds, compile_seconds = time_forward(lambda v, x: model.apply(v, x), variables, images, runs, warmup, trim,
-                                            timer)
+                                            timer, rounds)
     kind, platform = device_description()
     return LatencyResult(
         name=name or (arch if isinstance(arch, str) and not arch.lstrip().startswith("{") else "custom"),
         batch=batch, resolution=spec.resolution, dtype=str(jnp.dtype(canonical_dtype(dtype))), fold_bn=fold_bn,
         conv_impl=conv_impl, ms_per_image=seconds * 1e3 / batch, images_per_second=batch / seconds,
-        batch_ms=seconds * 1e3, compile_seconds=compile_seconds, runs=runs, trim=trim, params=spec_params(spec),
+        batch_ms=seconds * 1e3, compile_seconds=compile_seconds, runs=runs, trim=trim, rounds=rounds,
+        params=spec_params(spec),
         macs=spec_macs(spec), device_kind=kind, platform=platform, num_devices_used=1, jax_version=jax.__version__)
 
 
@@ -133,7 +145,8 @@ def _format(result: LatencyResult) -> str:
             f"{result.batch_ms:.2f} ms per batch of {result.batch}) at {result.resolution}x{result.resolution} "
             f"{result.dtype}{' BN-folded' if result.fold_bn else ''}; compile {result.compile_seconds:.1f} s; "
             f"{result.device_kind} ({result.platform}), JAX {result.jax_version}; "
-            f"mean of the middle {100 * (1 - 2 * result.trim):.0f}% of {result.runs} runs")
+            f"mean of the middle {100 * (1 - 2 * result.trim):.0f}% of {result.runs} runs"
+            f"{f', fastest of {result.rounds} rounds' if result.rounds > 1 else ''}")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -148,6 +161,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--conv-impl", default="auto", choices=["auto", "lax", "taps"])
     parser.add_argument("--runs", type=int, default=PAPER_RUNS)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="repeat the protocol this many times and keep the fastest round (noisy hosts)")
     parser.add_argument("--json", action="store_true", help="one JSON object per network on stdout")
     args = parser.parse_args(argv)
     from genet_jax.spec import SpecError
@@ -156,7 +171,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for arch in args.arch:
         try:
             result = probe_latency(arch, args.batch, args.resolution, args.dtype, args.fold_bn, args.conv_impl,
-                                   args.runs, args.warmup)
+                                   args.runs, args.warmup, rounds=args.rounds)
         except (SpecError, ValueError) as e:
             print(f"error: --arch {arch}: {e}", file=sys.stderr)
             status = 2

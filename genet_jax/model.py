@@ -8,7 +8,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from genet_jax.conv_ops import resolve_conv_impl
+from genet_jax.conv_ops import global_average_pool, resolve_conv_impl
 from genet_jax.layers import ConvBN, Dtype, SuperBlock
 from genet_jax.registry import resolve_spec
 from genet_jax.spec import NetworkSpec, SpecError
@@ -51,7 +51,7 @@ class MasterNet(nn.Module):
         for i in range(len(spec.blocks)):
             x = SuperBlock(tuple(spec.units(i)), self.zero_init_last_bn, name=f"stage{i}", **common)(x, train)
         x = ConvBN(spec.final_width, 1, name="final", **common)(x, train)
-        x = jnp.mean(x, axis=(1, 2), dtype=jnp.float32)
+        x = global_average_pool(x, self.conv_impl)
         x = nn.Dense(spec.num_classes, dtype=self.dtype, param_dtype=jnp.float32,
                      kernel_init=nn.initializers.normal(0.01), name="head")(x.astype(self.dtype))
         return x.astype(jnp.float32)

@@ -88,6 +88,19 @@ def test_other_convolutions_go_to_lax():
     np.testing.assert_array_equal(same, lax.conv_general_dilated(x, dense, (1, 1), "SAME", dimension_numbers=dn))
 
 
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_global_average_pool_as_a_matmul_matches_the_mean(dtype):
+    x = jax.random.normal(jax.random.key(0), (3, 5, 6, 7)).astype(dtype)
+    expected = jnp.mean(x, axis=(1, 2), dtype=jnp.float32)
+    for impl in ("taps", "lax"):
+        got = conv_ops.global_average_pool(x, impl)
+        assert got.dtype == jnp.float32 and got.shape == (3, 7)
+        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)  # both accumulate in float32
+    grad = lambda impl: jax.grad(lambda x: jnp.sum(conv_ops.global_average_pool(x, impl) ** 2))(  # noqa: E731
+        x.astype(jnp.float32))
+    np.testing.assert_allclose(grad("taps"), grad("lax"), rtol=1e-6, atol=1e-7)
+
+
 def test_conv_impl_names():
     assert conv_ops.resolve_conv_impl("lax") == "lax"
     assert conv_ops.resolve_conv_impl("auto") == ("taps" if jax.default_backend() == "cpu" else "lax")

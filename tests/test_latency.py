@@ -69,6 +69,16 @@ def test_probe_reports_per_image_latency_by_the_protocol():
     assert result.params == g.spec_params(g.resolve_spec(tiny()))
 
 
+def test_rounds_keep_the_fastest_round():
+    # a slow spell shifts a whole round; trimming inside the round cannot remove it, the fastest round does
+    durations = [0.020] * 30 + [0.010] * 28 + [9.0, 9.0] + [0.015] * 30
+    result = probe_latency(tiny(), batch=4, runs=30, warmup=1, timer=FakeTimer(durations), rounds=3)
+    assert result.batch_ms == pytest.approx(10.0) and result.rounds == 3
+    single = probe_latency(tiny(), batch=4, runs=30, warmup=1, timer=FakeTimer(durations))
+    assert single.batch_ms == pytest.approx(20.0) and single.rounds == 1
+    with pytest.raises(ValueError, match="rounds must be >= 1"):
+        probe_latency(tiny(), batch=4, runs=3, warmup=0, rounds=0)
+
 def test_probe_orders_a_small_and_a_large_network():
     small = probe_latency(tiny(8, 32), batch=8, runs=10, warmup=2)
     large = probe_latency(tiny(64, 32), batch=8, runs=10, warmup=2)  # ~60x the multiply-adds

@@ -83,7 +83,8 @@ class Search:
         self.master_spec: NetworkSpec = resolve_spec(config.train.model)
         self._sources = None
         self.settings = ProbeSettings(config.latency.batch, config.latency.dtype, config.latency.conv_impl,
-                                      config.latency.runs, config.latency.warmup, config.latency.trim)
+                                      config.latency.runs, config.latency.warmup, config.latency.trim,
+                                      config.latency.rounds)
         self.probes_path = os.path.join(self.workdir, "latency", "probes.json")
         self.settings_key = _fingerprint(dataclasses.asdict(self.settings))
 
@@ -255,7 +256,7 @@ class Search:
         if key not in cache:
             s = self.settings
             cache[key] = probe_latency(spec, s.batch, spec.resolution, s.dtype, conv_impl=s.conv_impl, runs=s.runs,
-                                       warmup=s.warmup, trim=s.trim).ms_per_image
+                                       warmup=s.warmup, trim=s.trim, rounds=s.rounds).ms_per_image
             _write_json(self.probes_path, cache)
         return cache[key]
 
