@@ -11,7 +11,7 @@ from genet_jax.latency import probe_latency
 from genet_jax.model import init_variables
 from genet_jax.nas import store
 from genet_jax.nas.inherit import COPIED, FRESH, PARTIAL, inherit_variables
-from genet_jax.nas.latency_table import LatencyTable, ProbeSettings, _bilinear, build_latency_table
+from genet_jax.nas.latency_table import LatencyTable, PartProbeCache, ProbeSettings, _bilinear, build_latency_table
 from genet_jax.nas.regress import Sample, fit_local_linear_model, fit_quality, leave_one_out
 from genet_jax.nas.select import Candidates, predict_accuracy, predict_latency, sample_candidates, select
 from genet_jax.nas.space import BlockType, SearchSpace, make_block, perturbations, shard_jobs, spec_key
@@ -221,6 +221,45 @@ def test_table_sums_the_parts_of_a_structure_exactly():
             for j, unit in enumerate(spec.units(i)):
                 expected += part_ms(type("M", (), {"unit": unit})(), (8, sizes[i + (j > 0)]), None)
         assert table.predict_spec(spec) == pytest.approx(expected, rel=1e-9)
+
+
+def test_part_probe_cache_resumes_a_killed_table_build(tmp_path):
+    keys = [["XX-k3-r1"], ["BL-k3-r0.25", "DW-k3-r3"], ["DW-k3-r3"]]
+    calls = []
+
+    def part_ms(module, shape, settings):  # deterministic, distinct per part
+        calls.append(shape)
+        return 1e-3 * (len(repr(module)) + sum(shape))
+
+    class Killed(Exception):
+        pass
+
+    def dies_after(n):
+        def timer(module, shape, settings):
+            if len(calls) >= n:
+                raise Killed
+            return part_ms(module, shape, settings)
+        return timer
+
+    path, settings = str(tmp_path / "parts_r16.json"), ProbeSettings()
+    fresh = PartProbeCache(str(tmp_path / "fresh.json"), part_ms)
+    whole = build_latency_table(MASTER, keys, SPACE, 16, settings, grid_points=3, progress=False, timer=fresh)
+    total = fresh.measured  # distinct parts
+    calls.clear()
+    with pytest.raises(Killed):
+        build_latency_table(MASTER, keys, SPACE, 16, settings, 3, progress=False,
+                            timer=PartProbeCache(path, dies_after(7)))
+    calls.clear()
+    resumed = PartProbeCache(path, part_ms)
+    table = build_latency_table(MASTER, keys, SPACE, 16, settings, 3, progress=False, timer=resumed)
+    assert resumed.measured == len(calls) == total - 7  # the 7 kept before the kill are not re-timed
+    assert table.to_dict() == whole.to_dict()
+    again = PartProbeCache(path, part_ms)
+    build_latency_table(MASTER, keys, SPACE, 16, settings, 3, progress=False, timer=again)
+    assert again.measured == 0
+    other = PartProbeCache(path, part_ms)  # other probe settings are other measurements
+    build_latency_table(MASTER, keys, SPACE, 16, ProbeSettings(batch=8), 3, progress=False, timer=other)
+    assert other.measured == total
 
 
 @pytest.fixture(scope="module")

@@ -107,7 +107,7 @@ def test_kill_9_mid_search_then_rerun_redoes_nothing(config_file, tmp_path):
     assert picked["measured_latency_ms"] <= picked["budget_ms"]
     assert picked["trained_accuracy"] is not None and picked["structure_string"]
     for name in ("pseudo_gradients.json", "pseudo_gradients.csv", "plots/accuracy_predicted_vs_measured.png",
-                 "plots/candidates_r16.png", "latency/table_r16.json", "latency/probes.json"):
+                 "plots/candidates_r16.png", "latency/table_r16.json", "latency/parts_r16.json", "latency/probes.json"):
         assert os.path.getsize(os.path.join(workdir, name)) > 0, name
     assert result["resolutions"][0]["candidates"] == 1001
     table_check = result["resolutions"][0]["latency_table"]

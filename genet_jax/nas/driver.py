@@ -7,6 +7,7 @@ the moment it exists, so re-running the same command redoes nothing that finishe
     finetunes/<key>/                a fine-tune's trainer workdir while it runs (resumable)
     pseudo_gradients.{json,csv}     the local linear model and its held-out quality
     latency/table_r{R}.json         the latency lookup table per resolution
+    latency/parts_r{R}.json         every part probe behind it (a killed table build resumes)
     latency/probes.json             every full-network probe (spec key @ resolution -> ms/image)
     selection_r{R}.json, final/r{R} selection and training of the pick per resolution
     search_result.json, plots/*.png
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -31,9 +31,10 @@ from tqdm import tqdm
 from genet_jax.measure.output import write_csv
 from genet_jax.nas import regress, report, store
 from genet_jax.nas.inherit import inherit_variables, summarize
-from genet_jax.nas.latency_table import LatencyTable, ProbeSettings, build_latency_table
+from genet_jax.nas.latency_table import LatencyTable, PartProbeCache, ProbeSettings, build_latency_table
 from genet_jax.nas.select import NoStructureFits, predict_accuracy, predict_latency, sample_candidates, select
 from genet_jax.nas.space import Perturbation, SearchSpace, perturbations, shard_jobs, spec_key
+from genet_jax.nas.store import fingerprint, read_json, write_json
 from genet_jax.spec import NetworkSpec
 
 log = logging.getLogger("genet_jax.search")
@@ -43,27 +44,6 @@ NEAR_BUDGET_POOL = 20_000
 
 class SearchError(RuntimeError):
     """A search that cannot go on as asked; the message says what to run or fix."""
-
-
-def _fingerprint(*parts) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _write_json(path: str, data) -> None:
-    if jax.process_index() != 0:  # multi-host: one writer
-        return
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)  # atomic: a kill leaves the old file or the new one, never half of one
-
-
-def _read_json(path: str):
-    with open(path) as f:
-        return json.load(f)
 
 
 class Search:
@@ -86,7 +66,7 @@ class Search:
                                       config.latency.runs, config.latency.warmup, config.latency.trim,
                                       config.latency.rounds)
         self.probes_path = os.path.join(self.workdir, "latency", "probes.json")
-        self.settings_key = _fingerprint(dataclasses.asdict(self.settings))
+        self.settings_key = fingerprint(dataclasses.asdict(self.settings))
 
     # ---- data and training ------------------------------------------------------------------
     def sources(self):
@@ -120,7 +100,7 @@ class Search:
 
         path = os.path.join(self.workdir, "master.json")
         if os.path.exists(path):
-            return _read_json(path)
+            return read_json(path)
         if self.config.master_checkpoint:
             ckpt = load_model_checkpoint(self.config.master_checkpoint)
             if ckpt.spec.num_classes != self.sources()[0].num_classes:
@@ -137,7 +117,7 @@ class Search:
             if final["interrupted"]:
                 raise SearchError("MasterNet training was interrupted; re-run the same command to resume it")
             record = {"spec": final["model"], "accuracy": final["eval"]["top1"], "checkpoint": final["checkpoint_dir"]}
-        _write_json(path, record)
+        write_json(path, record)
         log.info("MasterNet: NAS-validation top-1 %.4f", record["accuracy"])
         return record
 
@@ -146,7 +126,7 @@ class Search:
         if not os.path.exists(path):
             raise SearchError(f"{path} does not exist: run the MasterNet step first "
                               "(python search.py --config ... --stage master)")
-        return _read_json(path)
+        return read_json(path)
 
     def evaluate(self, spec: NetworkSpec, variables: dict) -> float:
         from genet_jax.model import MasterNet, canonical_dtype
@@ -240,7 +220,7 @@ class Search:
             {"job": r["job"], "block": r["block"], "replacement": r["replacement"], "accuracy": r["accuracy"],
              "fitted": f, "held_out_prediction": None if np.isnan(h) else float(h)}
             for r, f, h in zip(records, fitted, held_out)]}
-        _write_json(os.path.join(self.workdir, "pseudo_gradients.json"), table)
+        write_json(os.path.join(self.workdir, "pseudo_gradients.json"), table)
         write_csv(os.path.join(self.workdir, "pseudo_gradients.csv"), model.rows())
         report.plot_predicted_vs_measured(os.path.join(self.workdir, "plots", "accuracy_predicted_vs_measured.png"),
                                           [s.accuracy for s in samples], held_out, baseline, quality)
@@ -251,13 +231,13 @@ class Search:
         """Full-network ms/image by the jitted probe, cached in latency/probes.json."""
         from genet_jax.latency import probe_latency
 
-        cache = _read_json(self.probes_path) if os.path.exists(self.probes_path) else {}
+        cache = read_json(self.probes_path) if os.path.exists(self.probes_path) else {}
         key = f"{spec_key(spec)}@{spec.resolution}/{self.settings_key}"
         if key not in cache:
             s = self.settings
             cache[key] = probe_latency(spec, s.batch, spec.resolution, s.dtype, conv_impl=s.conv_impl, runs=s.runs,
                                        warmup=s.warmup, trim=s.trim, rounds=s.rounds).ms_per_image
-            _write_json(self.probes_path, cache)
+            write_json(self.probes_path, cache)
         return cache[key]
 
     def near_budget(self, table: LatencyTable, master: NetworkSpec, type_keys: list[list[str]], budget: float,
@@ -276,15 +256,16 @@ class Search:
         path = os.path.join(self.workdir, "latency", f"table_r{resolution}.json")
         master = model.master.replace(resolution=resolution)
         type_keys = [model.allowed_types(i) for i in range(len(master.blocks))]
-        fingerprint = _fingerprint(master.to_dict(), type_keys, self.settings_key, budget, self.config.seed,
-                                   self.config.latency.to_dict(), self.config.space.to_dict())
+        inputs = fingerprint(master.to_dict(), type_keys, self.settings_key, budget, self.config.seed,
+                             self.config.latency.to_dict(), self.config.space.to_dict())
         if os.path.exists(path):
-            stored = _read_json(path)
-            if stored.get("fingerprint") == fingerprint:
+            stored = read_json(path)
+            if stored.get("fingerprint") == inputs:
                 return LatencyTable.from_dict(stored["table"])
             log.info("%s was built for other inputs (types, settings or budget): rebuilding", path)
+        parts = PartProbeCache(os.path.join(self.workdir, "latency", f"parts_r{resolution}.json"))
         table = build_latency_table(model.master, type_keys, self.space, resolution, self.settings,
-                                    self.config.latency.grid_points)
+                                    self.config.latency.grid_points, timer=parts)
         probes = self.config.latency.calibration_probes
         if probes:
             raw_master, measured_master = table.predict_spec(master), self.measure(master)
@@ -295,7 +276,7 @@ class Search:
             measured = [measured_master] + [self.measure(spec) for spec in
                                                  tqdm(specs, desc="calibration probes", unit="net", leave=False)]
             table.calibrate(raw, measured)
-        _write_json(path, {"fingerprint": fingerprint, "table": table.to_dict()})
+        write_json(path, {"fingerprint": inputs, "table": table.to_dict()})
         return table
 
     def check_latency_table(self, table: LatencyTable, master: NetworkSpec, type_keys: list[list[str]],
@@ -329,11 +310,11 @@ class Search:
     def select(self, model: regress.LocalLinearModel, resolution: int) -> dict:
         path = os.path.join(self.workdir, f"selection_r{resolution}.json")
         budget = self.budget(model.master)
-        fingerprint = _fingerprint(model.to_dict(), budget, self.settings_key, self.config.seed,
-                                   self.config.selection.to_dict(), self.config.latency.to_dict())
+        inputs = fingerprint(model.to_dict(), budget, self.settings_key, self.config.seed,
+                             self.config.selection.to_dict(), self.config.latency.to_dict())
         if os.path.exists(path):
-            stored = _read_json(path)
-            if stored.get("fingerprint") == fingerprint:
+            stored = read_json(path)
+            if stored.get("fingerprint") == inputs:
                 return stored
             log.info("%s was selected from other inputs (fine-tune results, budget or settings): redoing", path)
         master = model.master.replace(resolution=resolution)
@@ -349,7 +330,7 @@ class Search:
             choice = select(master, candidates, accuracy, latency, budget, self.measure, sel.top_k,
                             slack=sel.table_slack, progress=bar.update)
         table_check = self.check_latency_table(table, master, type_keys, budget)
-        result = {"fingerprint": fingerprint, "resolution": resolution, "budget_ms": budget,
+        result = {"fingerprint": inputs, "resolution": resolution, "budget_ms": budget,
                   "spec": choice.spec.to_dict(),
                   "predicted_accuracy": choice.predicted_accuracy, "predicted_latency_ms": choice.predicted_latency,
                   "measured_latency_ms": choice.measured_latency, "candidates": len(candidates),
@@ -363,7 +344,7 @@ class Search:
                        for m in choice.measured]))}
         report.plot_candidates(os.path.join(self.workdir, "plots", f"candidates_r{resolution}.png"), latency,
                                accuracy, budget, choice.measured, choice, self.config.seed)
-        _write_json(path, result)
+        write_json(path, result)
         return result
 
     def train_pick(self, selection: dict) -> dict:
@@ -412,5 +393,5 @@ class Search:
                   "regression_quality": quality, "resolution_choice": resolution_choice,
                   "resolutions": per_resolution, "resolutions_without_a_fit": failed,
                   "probe_settings": self.settings.__dict__}
-        _write_json(os.path.join(self.workdir, "search_result.json"), result)
+        write_json(os.path.join(self.workdir, "search_result.json"), result)
         return result

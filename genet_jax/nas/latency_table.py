@@ -12,6 +12,7 @@ timed parts misses (launch overheads, fusion across unit boundaries).
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Callable, Optional, Sequence
 
 import flax.linen as nn
@@ -26,6 +27,7 @@ from genet_jax.latency import PAPER_RUNS, PAPER_TRIM, time_forward
 from genet_jax.layers import BLOCK_MODULES, ConvBN
 from genet_jax.model import canonical_dtype
 from genet_jax.nas.space import BlockType, SearchSpace
+from genet_jax.nas.store import fingerprint, read_json, write_json
 from genet_jax.spec import NetworkSpec, UnitConfig, mid_width
 
 
@@ -75,6 +77,26 @@ def time_module(module: nn.Module, input_shape: Sequence[int], settings: ProbeSe
     seconds, _ = time_forward(lambda v, x: module.apply(v, x), variables, x, settings.runs, settings.warmup,
                               settings.trim, rounds=settings.rounds)
     return seconds * 1e3 / input_shape[0]
+
+
+class PartProbeCache:
+    """A part timer (`time_module` by default) whose every result is kept in a JSON file the moment it
+    is measured, keyed by the module's fields, the input shape and the probe settings: a table build
+    killed half-way resumes where it stopped, and a rebuild for other types re-times only new parts."""
+
+    def __init__(self, path: str, timer: Optional[Callable[[nn.Module, tuple, ProbeSettings], float]] = None):
+        self.path, self.timer = path, timer or time_module
+        self.entries: dict[str, float] = read_json(path) if os.path.exists(path) else {}
+        self.measured = 0
+
+    def __call__(self, module: nn.Module, input_shape: Sequence[int], settings: ProbeSettings) -> float:
+        key = (f"{' '.join(repr(module).split())}@{list(input_shape)}/"
+               f"{fingerprint(dataclasses.asdict(settings))}")
+        if key not in self.entries:
+            self.entries[key] = self.timer(module, input_shape, settings)
+            self.measured += 1
+            write_json(self.path, self.entries)
+        return self.entries[key]
 
 
 def stage_input_sizes(spec: NetworkSpec) -> list[int]:

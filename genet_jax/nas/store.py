@@ -1,12 +1,16 @@
-"""The fine-tune results store: one JSON line per finished fine-tune, appended and fsynced the moment
-it finishes, one file per shard. A line cut short by a kill is ignored (that fine-tune is redone)."""
+"""What the search persists. The fine-tune results store: one JSON line per finished fine-tune,
+appended and fsynced the moment it finishes, one file per shard; a line cut short by a kill is
+ignored (that fine-tune is redone). Every other file is a JSON document replaced atomically."""
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import logging
 import os
 from typing import Iterable
+
+import jax
 
 log = logging.getLogger(__name__)
 
@@ -51,3 +55,24 @@ def read_results(paths: Iterable[str]) -> dict[str, dict]:
 
 def load_results(directory: str) -> dict[str, dict]:
     return read_results(glob.glob(os.path.join(directory, PATTERN)))
+
+
+def fingerprint(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def write_json(path: str, data) -> None:
+    if jax.process_index() != 0:  # multi-host: one writer
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)  # atomic: a kill leaves the old file or the new one, never half of one
+
+
+def read_json(path: str):
+    with open(path) as f:
+        return json.load(f)
