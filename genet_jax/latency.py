@@ -165,6 +165,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="repeat the protocol this many times and keep the fastest round (noisy hosts)")
     parser.add_argument("--json", action="store_true", help="one JSON object per network on stdout")
     args = parser.parse_args(argv)
+    for name in ("batch", "runs", "rounds"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if args.warmup < 0:
+        parser.error(f"--warmup must be >= 0, got {args.warmup}")
     from genet_jax.spec import SpecError
 
     status = 0

@@ -99,6 +99,13 @@ def test_latency_cli_names_a_bad_arch(capsys):
     assert "genet_nope" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flag,value", [("--rounds", "0"), ("--runs", "0"), ("--batch", "-1"), ("--warmup", "-2")])
+def test_latency_cli_names_a_bad_setting(capsys, flag, value):
+    with pytest.raises(SystemExit) as exit_info:
+        latency_main(["--arch", "genet_light", flag, value])
+    assert exit_info.value.code == 2 and f"{flag} must be" in capsys.readouterr().err
+
+
 def read_csv(path):
     with open(path) as f:
         return list(csv.DictReader(f))
