@@ -65,7 +65,7 @@ class Search:
         self.settings = ProbeSettings(config.latency.batch, config.latency.dtype, config.latency.conv_impl,
                                       config.latency.runs, config.latency.warmup, config.latency.trim,
                                       config.latency.rounds)
-        self.probes_path = os.path.join(self.workdir, "latency", "probes.json")
+        self.probes = store.MeasurementCache(os.path.join(self.workdir, "latency", "probes.json"))
         self.settings_key = fingerprint(dataclasses.asdict(self.settings))
 
     # ---- data and training ------------------------------------------------------------------
@@ -231,14 +231,10 @@ class Search:
         """Full-network ms/image by the jitted probe, cached in latency/probes.json."""
         from genet_jax.latency import probe_latency
 
-        cache = read_json(self.probes_path) if os.path.exists(self.probes_path) else {}
-        key = f"{spec_key(spec)}@{spec.resolution}/{self.settings_key}"
-        if key not in cache:
-            s = self.settings
-            cache[key] = probe_latency(spec, s.batch, spec.resolution, s.dtype, conv_impl=s.conv_impl, runs=s.runs,
-                                       warmup=s.warmup, trim=s.trim, rounds=s.rounds).ms_per_image
-            write_json(self.probes_path, cache)
-        return cache[key]
+        s = self.settings
+        return self.probes.get(f"{spec_key(spec)}@{spec.resolution}/{self.settings_key}", lambda: probe_latency(
+            spec, s.batch, spec.resolution, s.dtype, conv_impl=s.conv_impl, runs=s.runs, warmup=s.warmup, trim=s.trim,
+            rounds=s.rounds).ms_per_image)
 
     def near_budget(self, table: LatencyTable, master: NetworkSpec, type_keys: list[list[str]], budget: float,
                     count: int, seed: int) -> list[NetworkSpec]:

@@ -12,7 +12,6 @@ timed parts misses (launch overheads, fusion across unit boundaries).
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Callable, Optional, Sequence
 
 import flax.linen as nn
@@ -27,7 +26,7 @@ from genet_jax.latency import PAPER_RUNS, PAPER_TRIM, time_forward
 from genet_jax.layers import BLOCK_MODULES, ConvBN
 from genet_jax.model import canonical_dtype
 from genet_jax.nas.space import BlockType, SearchSpace
-from genet_jax.nas.store import fingerprint, read_json, write_json
+from genet_jax.nas.store import MeasurementCache, fingerprint
 from genet_jax.spec import NetworkSpec, UnitConfig, mid_width
 
 
@@ -79,24 +78,19 @@ def time_module(module: nn.Module, input_shape: Sequence[int], settings: ProbeSe
     return seconds * 1e3 / input_shape[0]
 
 
-class PartProbeCache:
-    """A part timer (`time_module` by default) whose every result is kept in a JSON file the moment it
-    is measured, keyed by the module's fields, the input shape and the probe settings: a table build
-    killed half-way resumes where it stopped, and a rebuild for other types re-times only new parts."""
+class PartProbeCache(MeasurementCache):
+    """A part timer (`time_module` by default) whose results are kept in a JSON file, keyed by the
+    module's fields, the input shape and the probe settings: a table build killed half-way resumes
+    where it stopped, and a rebuild for other types re-times only new parts."""
 
     def __init__(self, path: str, timer: Optional[Callable[[nn.Module, tuple, ProbeSettings], float]] = None):
-        self.path, self.timer = path, timer or time_module
-        self.entries: dict[str, float] = read_json(path) if os.path.exists(path) else {}
-        self.measured = 0
+        super().__init__(path)
+        self.timer = timer or time_module
 
     def __call__(self, module: nn.Module, input_shape: Sequence[int], settings: ProbeSettings) -> float:
         key = (f"{' '.join(repr(module).split())}@{list(input_shape)}/"
                f"{fingerprint(dataclasses.asdict(settings))}")
-        if key not in self.entries:
-            self.entries[key] = self.timer(module, input_shape, settings)
-            self.measured += 1
-            write_json(self.path, self.entries)
-        return self.entries[key]
+        return self.get(key, lambda: self.timer(module, input_shape, settings))
 
 
 def stage_input_sizes(spec: NetworkSpec) -> list[int]:

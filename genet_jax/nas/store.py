@@ -8,7 +8,7 @@ import hashlib
 import json
 import logging
 import os
-from typing import Iterable
+from typing import Callable, Iterable
 
 import jax
 
@@ -76,3 +76,20 @@ def write_json(path: str, data) -> None:
 def read_json(path: str):
     with open(path) as f:
         return json.load(f)
+
+
+class MeasurementCache:
+    """Measurements kept in a JSON file {key: value}, each written the moment it is made, so a
+    killed run loses none and a re-run repeats none. `measured` counts those made by this instance."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.entries: dict[str, float] = read_json(path) if os.path.exists(path) else {}
+        self.measured = 0
+
+    def get(self, key: str, measure: Callable[[], float]) -> float:
+        if key not in self.entries:
+            self.entries[key] = measure()
+            self.measured += 1
+            write_json(self.path, self.entries)
+        return self.entries[key]
