@@ -79,6 +79,24 @@ def test_rounds_keep_the_fastest_round():
     with pytest.raises(ValueError, match="rounds must be >= 1"):
         probe_latency(tiny(), batch=4, runs=3, warmup=0, rounds=0)
 
+def test_timing_variables_match_the_initialiser_in_tree_shape_and_dtype():
+    import jax
+    import jax.numpy as jnp
+
+    from genet_jax.latency import timing_variables
+
+    model = g.create_model("genet_light", resolution=32)
+    x = jnp.zeros(model.input_shape(2), jnp.float32)
+    real = g.init_variables(model, 0, batch_size=2)
+    host = timing_variables(lambda x: model.init(jax.random.PRNGKey(0), x, train=False), x)
+    assert jax.tree_util.tree_structure(host) == jax.tree_util.tree_structure(real)
+    for a, b in zip(jax.tree_util.tree_leaves(host), jax.tree_util.tree_leaves(real)):
+        assert (a.shape, a.dtype) == (b.shape, b.dtype)
+    assert all(np.all(v == 1) for v in jax.tree_util.tree_leaves(host["batch_stats"])[1::2])  # (mean, var)
+    logits = model.apply(host, jnp.asarray(np.random.default_rng(0).standard_normal(x.shape), jnp.float32))
+    assert np.all(np.isfinite(logits)) and 0.01 < float(jnp.std(logits)) < 100  # O(1) activations
+
+
 def test_probe_orders_a_small_and_a_large_network():
     small = probe_latency(tiny(8, 32), batch=8, runs=10, warmup=2)
     large = probe_latency(tiny(64, 32), batch=8, runs=10, warmup=2)  # ~60x the multiply-adds

@@ -8,10 +8,18 @@ import pytest
 
 from genet_jax import NetworkSpec, create_model
 from genet_jax.latency import probe_latency
-from genet_jax.model import init_variables
+from genet_jax.model import canonical_dtype, init_variables
 from genet_jax.nas import store
 from genet_jax.nas.inherit import COPIED, FRESH, PARTIAL, inherit_variables
-from genet_jax.nas.latency_table import LatencyTable, PartProbeCache, ProbeSettings, _bilinear, build_latency_table
+from genet_jax.nas.latency_table import (
+    LatencyTable,
+    PartProbeCache,
+    ProbeSettings,
+    _bilinear,
+    _Tail,
+    build_latency_table,
+    stage_input_sizes,
+)
 from genet_jax.nas.regress import Sample, fit_local_linear_model, fit_quality, leave_one_out
 from genet_jax.nas.select import Candidates, predict_accuracy, predict_latency, sample_candidates, select
 from genet_jax.nas.space import BlockType, SearchSpace, make_block, perturbations, shard_jobs, spec_key
@@ -210,7 +218,6 @@ def test_table_sums_the_parts_of_a_structure_exactly():
     keys = [["XX-k3-r1"], ["BL-k3-r0.25", "DW-k3-r3"], ["DW-k3-r3", "BL-k5-r0.5"]]
     table = build_latency_table(MASTER, keys, SPACE, 16, ProbeSettings(), grid_points=3, progress=False,
                                 timer=part_ms)
-    from genet_jax.nas.latency_table import stage_input_sizes
     for blocks in ([("XX", 3, 1.0, 2, 24), ("DW", 3, 3.0, 3, 40), ("DW", 3, 3.0, 2, 40)],   # stride 1, c == c_in
                    [("XX", 3, 1.0, 1, 16), ("BL", 3, 0.25, 1, 56), ("BL", 5, 0.5, 4, 24)]):  # stride 1, c != c_in
         spec = MASTER.replace(blocks=tuple(make_block(BlockType(t, k, r), d, w, b.stride)
@@ -221,6 +228,46 @@ def test_table_sums_the_parts_of_a_structure_exactly():
             for j, unit in enumerate(spec.units(i)):
                 expected += part_ms(type("M", (), {"unit": unit})(), (8, sizes[i + (j > 0)]), None)
         assert table.predict_spec(spec) == pytest.approx(expected, rel=1e-9)
+
+
+def test_dense_line_parts_are_exact_at_every_allowed_width():
+    # a timer with no structure in width (as XLA:CPU's cost can be): with line_points <= 0 the
+    # repeated units, the tail and the stem-fed first units are read back exactly at every allowed
+    # width; first units fed by a searched width stay on the coarse grid
+    def part_ms(module, shape, settings):
+        return 1e-3 * (1 + abs(hash((" ".join(repr(module).split()), shape))) % 1000)
+
+    keys = [["XX-k3-r1"], ["BL-k3-r0.25"], ["DW-k3-r3"]]
+    table = build_latency_table(MASTER, keys, SPACE, 16, ProbeSettings(), grid_points=2, progress=False,
+                                timer=part_ms, line_points=0)
+    for i, block in enumerate(MASTER.blocks):
+        allowed = SPACE.widths(block.width)
+        np.testing.assert_array_equal(table.rest_grids[i], allowed)
+        assert len(table.out_grids[i]) == (len(allowed) if i == 0 else 2)
+    sizes = stage_input_sizes(MASTER)
+    for width in SPACE.widths(MASTER.blocks[1].width):  # each repeated unit is its own measurement
+        two, one = (table.block_latency(1, "BL-k3-r0.25", depth, 16, width) for depth in (2, 1))
+        repeated = table.blocks[1]["BL-k3-r0.25"]["rest"][list(table.rest_grids[1]).index(width)]
+        assert two - one == pytest.approx(repeated)
+    tail = _Tail(MASTER.final_width, MASTER.num_classes, canonical_dtype("float32"), "auto")
+    for j, width in enumerate(SPACE.widths(MASTER.blocks[-1].width)):
+        assert table.tail[j] == part_ms(tail, (64, sizes[-1], sizes[-1], int(width)), None)
+    coarse = build_latency_table(MASTER, keys, SPACE, 16, ProbeSettings(), grid_points=2, progress=False,
+                                 timer=part_ms)
+    assert len(coarse.rest_grids[2]) == 2 and len(coarse.out_grids[0]) == 2
+    again = LatencyTable.from_dict(json.loads(json.dumps(table.to_dict())))
+    assert again.to_dict() == table.to_dict()
+
+
+def test_calibration_fits_a_power_law_and_a_robust_scale():
+    table = LatencyTable(16, ProbeSettings(), 0.0, [], [], [], np.zeros(1), [])
+    raw = np.asarray([0.1, 0.3, 1.0, 3.0])
+    table.calibrate(raw, 2.0 * raw ** 0.8)  # a spread of latencies: the power law is recovered
+    assert (table.scale, table.exponent) == (pytest.approx(2.0), pytest.approx(0.8))
+    near = np.asarray([0.9, 1.0, 1.1, 1.05, 0.95])  # near one budget: a scale, robust to one slow network
+    table.calibrate(near, 1.1 * near * np.asarray([1, 1, 1, 1, 1.5]))
+    assert (table.scale, table.exponent) == (pytest.approx(1.1), 1.0)
+    np.testing.assert_allclose(table.uncalibrated(1.1 * near), near)
 
 
 def test_part_probe_cache_resumes_a_killed_table_build(tmp_path):

@@ -39,6 +39,7 @@ def get_config():
     c.latency.runs = 3
     c.latency.warmup = 1
     c.latency.grid_points = 2
+    c.latency.line_points = 0
     c.latency.calibration_probes = 2
     c.latency.validation_probes = 2
     c.selection.budget_ms = -1.0

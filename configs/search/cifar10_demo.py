@@ -40,6 +40,7 @@ def get_config():
     c.finetune.lr_per_256 = 0.05
     c.latency.dtype = "float32"
     c.latency.grid_points = 3
+    c.latency.line_points = 0                 # every allowed width: XLA:CPU's cost is not smooth in width
     c.selection.budget_ms = -1.0              # the MasterNet's own measured latency
     c.selection.budget_master_fraction = 1.0
     c.selection.resolutions = (28, 32)

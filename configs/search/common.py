@@ -38,7 +38,8 @@ def search_config(train: ml_collections.ConfigDict) -> ml_collections.ConfigDict
     c.latency.warmup = 5
     c.latency.trim = 0.1
     c.latency.rounds = 3                      # repeat the protocol, keep the fastest round (noisy hosts)
-    c.latency.grid_points = 4                 # widths per super-block in the lookup table
+    c.latency.grid_points = 4                 # (input, output) widths per super-block for first units
+    c.latency.line_points = 16                # widths of the 1-D parts (repeated units, tail); <= 0: all allowed
     c.latency.calibration_probes = 8          # full-network probes fitting the table's calibration
     c.latency.validation_probes = 12          # other random structures checking the table (reported error)
 

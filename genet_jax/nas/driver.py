@@ -261,7 +261,8 @@ class Search:
             log.info("%s was built for other inputs (types, settings or budget): rebuilding", path)
         parts = PartProbeCache(os.path.join(self.workdir, "latency", f"parts_r{resolution}.json"))
         table = build_latency_table(model.master, type_keys, self.space, resolution, self.settings,
-                                    self.config.latency.grid_points, timer=parts)
+                                    self.config.latency.grid_points, timer=parts,
+                                    line_points=self.config.latency.line_points)
         probes = self.config.latency.calibration_probes
         if probes:
             raw_master, measured_master = table.predict_spec(master), self.measure(master)

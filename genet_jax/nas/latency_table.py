@@ -4,10 +4,12 @@ and resolution.
 A network's latency is modelled as the sum of its parts: stem + per super-block (first unit, which
 carries the stride and the width change, + (depth - 1) x a repeated unit) + final conv and head.
 Each part is a small jitted module timed by the paper's protocol (genet_jax.latency.time_runs).
-First units are measured on a grid of (input width, output width), repeated units on a grid of
-widths, the tail on a grid of input widths; candidates in between are interpolated (bilinear).
-An optional power-law calibration against a few full-network probes absorbs what a sum of separately
-timed parts misses (launch overheads, fusion across unit boundaries).
+One-dimensional parts (repeated units over their width, the tail over its input width, first units
+fed by the stem) are measured on a dense line of widths (by default every allowed width: compiled
+code's cost is not smooth in the channel count, e.g. XLA:CPU's); first units fed by a searched
+width on a coarser (input width, output width) grid. Candidates in between are interpolated
+(linear / bilinear). A calibration against a few full-network probes absorbs what a sum of
+separately timed parts misses (launch overheads, fusion across unit boundaries).
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from tqdm import tqdm
 
 from genet_jax.conv_ops import global_average_pool
 from genet_jax.counting import conv_out_size
-from genet_jax.latency import PAPER_RUNS, PAPER_TRIM, time_forward
+from genet_jax.latency import PAPER_RUNS, PAPER_TRIM, time_forward, timing_variables
 from genet_jax.layers import BLOCK_MODULES, ConvBN
 from genet_jax.model import canonical_dtype
 from genet_jax.nas.space import BlockType, SearchSpace
@@ -72,7 +74,7 @@ def time_module(module: nn.Module, input_shape: Sequence[int], settings: ProbeSe
     dtype = canonical_dtype(settings.dtype)
     device = jax.devices()[0]
     x = jax.device_put(jnp.asarray(np.random.default_rng(0).standard_normal(input_shape, np.float32), dtype), device)
-    variables = jax.jit(module.init)(jax.random.PRNGKey(0), x)
+    variables = jax.device_put(timing_variables(lambda x: module.init(jax.random.PRNGKey(0), x), x), device)
     seconds, _ = time_forward(lambda v, x: module.apply(v, x), variables, x, settings.runs, settings.warmup,
                               settings.trim, rounds=settings.rounds)
     return seconds * 1e3 / input_shape[0]
@@ -104,30 +106,39 @@ def stage_input_sizes(spec: NetworkSpec) -> list[int]:
 
 
 def width_grid(width: int, space: SearchSpace, points: int) -> np.ndarray:
+    """`points` allowed widths spread evenly over the range (`points` <= 0: all of them)."""
     allowed = space.widths(width)
+    if points <= 0:
+        return allowed
     picks = np.unique(np.round(np.linspace(0, len(allowed) - 1, max(1, points))).astype(int))
     return allowed[picks]
 
 
 @dataclasses.dataclass
 class LatencyTable:
-    """ms/image parts; `blocks[i][type_key]` = {'first': (len(in_grid), len(out_grid)), 'rest': (len(out_grid),)}."""
+    """ms/image parts; `blocks[i][type_key]` = {'first': (len(in_grids[i]), len(out_grids[i])),
+    'rest': (len(rest_grids[i]),)}."""
 
     resolution: int
     settings: ProbeSettings
     stem: float
-    in_grids: list[np.ndarray]  # per super-block: input widths (the previous block's grid, or the stem's)
-    out_grids: list[np.ndarray]
+    in_grids: list[np.ndarray]  # per super-block, first units: input widths (the previous block's grid, or the stem's)
+    out_grids: list[np.ndarray]  # first units: output widths
     blocks: list[dict[str, dict[str, np.ndarray]]]
-    tail: np.ndarray  # over out_grids[-1]
+    tail: np.ndarray  # over rest_grids[-1]
     strides: list[int]  # per super-block: a stride-1 first unit with in_width == width is a repeated unit
     scale: float = 1.0  # calibration: ms = scale * sum_of_parts ** exponent
     exponent: float = 1.0
+    rest_grids: Optional[list[np.ndarray]] = None  # repeated units' widths (default: out_grids)
+
+    def __post_init__(self):
+        if self.rest_grids is None:
+            self.rest_grids = list(self.out_grids)
 
     def block_latency(self, index: int, type_key: str, depth, in_width, width) -> np.ndarray:
         parts = self.blocks[index][type_key]
         first = _bilinear(self.in_grids[index], self.out_grids[index], parts["first"], in_width, width)
-        rest = np.interp(width, self.out_grids[index], parts["rest"])
+        rest = np.interp(width, self.rest_grids[index], parts["rest"])
         if self.strides[index] == 1:  # no projection shortcut: exactly a repeated unit
             first = np.where(np.asarray(in_width) == np.asarray(width), rest, first)
         return first + (np.asarray(depth) - 1) * rest
@@ -142,7 +153,7 @@ class LatencyTable:
                 rows = types[:, i] == t
                 if rows.any():
                     total[rows] += self.block_latency(i, key, depths[rows, i], in_width[rows], widths[rows, i])
-        return total + np.interp(widths[:, -1], self.out_grids[-1], self.tail)
+        return total + np.interp(widths[:, -1], self.rest_grids[-1], self.tail)
 
     def predict(self, *args, **kwargs) -> np.ndarray:
         return self.scale * self.raw_predict(*args, **kwargs) ** self.exponent
@@ -158,14 +169,16 @@ class LatencyTable:
         separately timed parts is off both by per-part overheads and by a factor, and full-network
         latencies span orders of magnitude, so a multiplicative fit is not dominated by the slowest
         structures. With fewer than 3 points, latencies within a factor of 2 of each other (structures near
-        the budget) or a non-positive slope: exponent 1, scale the geometric mean ratio."""
+        the budget) or a non-positive slope: exponent 1, scale the median ratio. Median, not mean: a
+        minority of networks run far slower than the sum of their parts (fusion across unit boundaries;
+        measured here up to 1.5x), and a mean would let those few shift every prediction."""
         log_raw, log_measured = np.log(np.asarray(raw, float)), np.log(np.asarray(measured, float))
         if len(log_raw) >= 3 and np.ptp(log_raw) >= np.log(2.0):  # a slope needs a spread of latencies
             exponent, log_scale = np.polyfit(log_raw, log_measured, 1)
             if exponent > 0:
                 self.scale, self.exponent = float(np.exp(log_scale)), float(exponent)
                 return
-        self.scale, self.exponent = float(np.exp(np.mean(log_measured - log_raw))), 1.0
+        self.scale, self.exponent = float(np.exp(np.median(log_measured - log_raw))), 1.0
 
     def uncalibrated(self, predicted: np.ndarray) -> np.ndarray:
         return (np.asarray(predicted) / self.scale) ** (1.0 / self.exponent)
@@ -176,14 +189,15 @@ class LatencyTable:
                 "blocks": [{k: {p: v.tolist() for p, v in parts.items()} for k, parts in b.items()}
                            for b in self.blocks],
                 "tail": self.tail.tolist(), "strides": list(self.strides), "scale": self.scale,
-                "exponent": self.exponent}
+                "exponent": self.exponent, "rest_grids": [g.tolist() for g in self.rest_grids]}
 
     @classmethod
     def from_dict(cls, d: dict) -> "LatencyTable":
         return cls(d["resolution"], ProbeSettings(**d["settings"]), d["stem"],
                    [np.asarray(g) for g in d["in_grids"]], [np.asarray(g) for g in d["out_grids"]],
                    [{k: {p: np.asarray(v) for p, v in parts.items()} for k, parts in b.items()} for b in d["blocks"]],
-                   np.asarray(d["tail"]), list(d["strides"]), d["scale"], d["exponent"])
+                   np.asarray(d["tail"]), list(d["strides"]), d["scale"], d["exponent"],
+                   [np.asarray(g) for g in d["rest_grids"]] if "rest_grids" in d else None)
 
 
 def _bilinear(xs: np.ndarray, ys: np.ndarray, table: np.ndarray, x, y) -> np.ndarray:
@@ -204,16 +218,22 @@ def _bilinear(xs: np.ndarray, ys: np.ndarray, table: np.ndarray, x, y) -> np.nda
 
 def build_latency_table(master: NetworkSpec, type_keys: Sequence[Sequence[str]], space: SearchSpace,
                         resolution: int, settings: ProbeSettings, grid_points: int = 3, progress: bool = True,
-                        timer: Optional[Callable[[nn.Module, tuple, ProbeSettings], float]] = None) -> LatencyTable:
-    """Measure every part for the given per-block types at `resolution` (stride pattern of `master`)."""
+                        timer: Optional[Callable[[nn.Module, tuple, ProbeSettings], float]] = None,
+                        line_points: Optional[int] = None) -> LatencyTable:
+    """Measure every part for the given per-block types at `resolution` (stride pattern of `master`):
+    first units fed by a searched width on a `grid_points` x `grid_points` grid, the one-dimensional
+    parts on `line_points` widths (<= 0: every allowed width; None: `grid_points`)."""
     timer = timer or time_module
     spec = master.replace(resolution=resolution)
     dtype, b = canonical_dtype(settings.dtype), settings.batch
     sizes = stage_input_sizes(spec)
-    out_grids = [width_grid(block.width, space, grid_points) for block in spec.blocks]
-    in_grids = [np.asarray([spec.stem_width])] + out_grids[:-1]
-    total = 1 + len(out_grids[-1]) + sum(len(keys) * (len(in_grids[i]) + 1) * len(out_grids[i])
-                                         for i, keys in enumerate(type_keys))
+    line_points = grid_points if line_points is None else line_points
+    coarse = [width_grid(block.width, space, grid_points) for block in spec.blocks]
+    rest_grids = [width_grid(block.width, space, line_points) for block in spec.blocks]
+    in_grids = [np.asarray([spec.stem_width])] + coarse[:-1]
+    out_grids = [rest_grids[i] if len(in_grids[i]) == 1 else coarse[i] for i in range(len(spec.blocks))]
+    total = 1 + len(rest_grids[-1]) + sum(len(keys) * (len(in_grids[i]) * len(out_grids[i]) + len(rest_grids[i]))
+                                          for i, keys in enumerate(type_keys))
     bar = tqdm(total=total, desc=f"latency table @{resolution}", unit="probe", disable=not progress, leave=False)
 
     def probe(module, shape):
@@ -237,11 +257,11 @@ def build_latency_table(master: NetworkSpec, type_keys: Sequence[Sequence[str]],
             first = np.asarray([[probe(unit(cin, cout, stride, _ProjectedUnit), (b, sizes[i], sizes[i], cin))
                                  for cout in out_grids[i]] for cin in in_grids[i]])
             rest = np.asarray([probe(unit(cout, cout, 1), (b, sizes[i + 1], sizes[i + 1], cout))
-                               for cout in out_grids[i]])
+                               for cout in rest_grids[i]])
             entries[key] = {"first": first, "rest": rest}
         blocks.append(entries)
     tail = np.asarray([probe(_Tail(spec.final_width, spec.num_classes, dtype, settings.conv_impl),
-                             (b, sizes[-1], sizes[-1], cin)) for cin in out_grids[-1]])
+                             (b, sizes[-1], sizes[-1], cin)) for cin in rest_grids[-1]])
     bar.close()
     return LatencyTable(resolution, settings, stem, in_grids, out_grids, blocks, tail,
-                        [block.stride for block in spec.blocks])
+                        [block.stride for block in spec.blocks], rest_grids=rest_grids)
