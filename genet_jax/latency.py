@@ -121,16 +121,8 @@ def device_description() -> tuple[str, str]:
     return device.device_kind, device.platform
 
 
-def probe_latency(arch: Union[str, Any], batch: int = 64, resolution: Optional[int] = None,
-                  dtype: str = "float32", fold_bn: bool = False, conv_impl: str = "auto",
-                  runs: int = PAPER_RUNS, warmup: int = 5, trim: float = PAPER_TRIM, variables: Optional[dict] = None,
-                  timer: Callable[[], float] = time.perf_counter, name: Optional[str] = None,
-                  rounds: int = 1) -> LatencyResult:
-    """Forward latency of a network (registered name, spec JSON/path or NetworkSpec) on one device.
-
-    Weights are random unless `variables` (unfolded) are given: latency does not depend on values.
-    """
-    from genet_jax.counting import spec_macs, spec_params
+def _forward_inputs(arch, batch, resolution, dtype, fold_bn, conv_impl, variables):
+    """(spec, model, variables, images) on the first device, ready to time."""
     from genet_jax.folding import fold_batch_norm
     from genet_jax.model import canonical_dtype, create_model
     from genet_jax.registry import resolve_spec
@@ -146,9 +138,24 @@ def probe_latency(arch: Union[str, Any], batch: int = 64, resolution: Optional[i
         variables = fold_batch_norm(variables)
         model = create_model(spec, dtype=dtype, fold_bn=True, conv_impl=conv_impl)
     device = jax.devices()[0]
-    variables = jax.device_put(variables, device)
     images = jax.device_put(jnp.asarray(np.random.default_rng(0).standard_normal(
         model.input_shape(batch), np.float32), canonical_dtype(dtype)), device)
+    return spec, model, jax.device_put(variables, device), images
+
+
+def probe_latency(arch: Union[str, Any], batch: int = 64, resolution: Optional[int] = None,
+                  dtype: str = "float32", fold_bn: bool = False, conv_impl: str = "auto",
+                  runs: int = PAPER_RUNS, warmup: int = 5, trim: float = PAPER_TRIM, variables: Optional[dict] = None,
+                  timer: Callable[[], float] = time.perf_counter, name: Optional[str] = None,
+                  rounds: int = 1) -> LatencyResult:
+    """Forward latency of a network (registered name, spec JSON/path or NetworkSpec) on one device.
+
+    Weights are random unless `variables` (unfolded) are given: latency does not depend on values.
+    """
+    from genet_jax.counting import spec_macs, spec_params
+    from genet_jax.model import canonical_dtype
+
+    spec, model, variables, images = _forward_inputs(arch, batch, resolution, dtype, fold_bn, conv_impl, variables)
     seconds, compile_seconds = time_forward(lambda v, x: model.apply(v, x), variables, images, runs, warmup, trim,
                                             timer, rounds)
     kind, platform = device_description()
@@ -159,6 +166,32 @@ def probe_latency(arch: Union[str, Any], batch: int = 64, resolution: Optional[i
         batch_ms=seconds * 1e3, compile_seconds=compile_seconds, runs=runs, trim=trim, rounds=rounds,
         params=spec_params(spec),
         macs=spec_macs(spec), device_kind=kind, platform=platform, num_devices_used=1, jax_version=jax.__version__)
+
+
+def probe_latencies(archs: Sequence[Any], batch: int = 64, dtype: str = "float32", conv_impl: str = "auto",
+                    runs: int = PAPER_RUNS, warmup: int = 5, trim: float = PAPER_TRIM, rounds: int = 3,
+                    timer: Callable[[], float] = time.perf_counter,
+                    progress: Optional[Callable[[int], Any]] = None) -> list[float]:
+    """ms/image of several networks by the same protocol as `probe_latency`, their rounds interleaved:
+    every network is compiled first, then each round times all of them in turn, and each keeps its
+    fastest round. A slow spell of the host (seen here: ~10 s in which every probe ran 20-30% slow)
+    then costs a network one of its rounds rather than all of them, and networks measured together
+    are compared under the same conditions. `progress(1)` is called per timed round of one network."""
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
+    prepared = []
+    for arch in archs:
+        _, model, variables, images = _forward_inputs(arch, batch, None, dtype, False, conv_impl, None)
+        compiled = jax.jit(lambda v, x, model=model: model.apply(v, x)).lower(variables, images).compile()
+        prepared.append((compiled, variables, images))
+    best = [math.inf] * len(prepared)
+    for _ in range(rounds):
+        for i, (compiled, variables, images) in enumerate(prepared):
+            seconds = trimmed_mean(time_runs(lambda: compiled(variables, images), runs, warmup, timer), trim)
+            best[i] = min(best[i], seconds)
+            if progress:
+                progress(1)
+    return [seconds * 1e3 / batch for seconds in best]
 
 
 def _format(result: LatencyResult) -> str:

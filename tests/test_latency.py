@@ -79,6 +79,26 @@ def test_rounds_keep_the_fastest_round():
     with pytest.raises(ValueError, match="rounds must be >= 1"):
         probe_latency(tiny(), batch=4, runs=3, warmup=0, rounds=0)
 
+
+def test_probe_latencies_interleave_rounds_so_a_spell_costs_each_network_one_round():
+    # a slow spell over the first 2 rounds timed: interleaved (A1 B1 A2 B2 ...), it covers the first
+    # round of each network and both keep a clean round; measured one after the other (A1 A2 B1 B2)
+    # it would have covered both of A's rounds
+    from genet_jax.latency import probe_latencies
+
+    spell = [0.030] * 10 + [0.030] * 10
+    clean = [0.010] * 10 + [0.020] * 10 + [0.010] * 10 + [0.020] * 10
+    ticks = []
+    ms = probe_latencies([tiny(), tiny(width=16)], batch=4, runs=10, warmup=1, trim=0.0, rounds=3,
+                         timer=FakeTimer(spell + clean), progress=ticks.append)
+    assert ms == [pytest.approx(10.0 / 4), pytest.approx(20.0 / 4)] and ticks == [1] * 6
+    sequential = [probe_latency(t, batch=4, runs=10, warmup=1, trim=0.0, rounds=2, timer=FakeTimer(d)).batch_ms
+                  for t, d in ((tiny(), spell), (tiny(width=16), [0.020] * 20))]
+    assert sequential[0] == pytest.approx(30.0)  # what interleaving avoids
+    with pytest.raises(ValueError, match="rounds must be >= 1"):
+        probe_latencies([tiny()], batch=4, rounds=0)
+
+
 def test_timing_variables_match_the_initialiser_in_tree_shape_and_dtype():
     import jax
     import jax.numpy as jnp

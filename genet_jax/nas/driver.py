@@ -32,8 +32,9 @@ from genet_jax.measure.output import write_csv
 from genet_jax.nas import regress, report, store
 from genet_jax.nas.inherit import inherit_variables, summarize
 from genet_jax.nas.latency_table import LatencyTable, PartProbeCache, ProbeSettings, build_latency_table
+from genet_jax.nas.probes import NetworkProbe
 from genet_jax.nas.select import NoStructureFits, predict_accuracy, predict_latency, sample_candidates, select
-from genet_jax.nas.space import Perturbation, SearchSpace, perturbations, shard_jobs, spec_key
+from genet_jax.nas.space import Perturbation, SearchSpace, perturbations, shard_jobs
 from genet_jax.nas.store import fingerprint, read_json, write_json
 from genet_jax.spec import NetworkSpec
 
@@ -65,8 +66,8 @@ class Search:
         self.settings = ProbeSettings(config.latency.batch, config.latency.dtype, config.latency.conv_impl,
                                       config.latency.runs, config.latency.warmup, config.latency.trim,
                                       config.latency.rounds)
-        self.probes = store.MeasurementCache(os.path.join(self.workdir, "latency", "probes.json"))
-        self.settings_key = fingerprint(dataclasses.asdict(self.settings))
+        self.measure = NetworkProbe(os.path.join(self.workdir, "latency", "probes.json"), self.settings)
+        self.settings_key = self.measure.settings_key
 
     # ---- data and training ------------------------------------------------------------------
     def sources(self):
@@ -227,15 +228,6 @@ class Search:
         return model, quality
 
     # ---- step 4: latency and selection ---------------------------------------------------------
-    def measure(self, spec: NetworkSpec) -> float:
-        """Full-network ms/image by the jitted probe, cached in latency/probes.json."""
-        from genet_jax.latency import probe_latency
-
-        s = self.settings
-        return self.probes.get(f"{spec_key(spec)}@{spec.resolution}/{self.settings_key}", lambda: probe_latency(
-            spec, s.batch, spec.resolution, s.dtype, conv_impl=s.conv_impl, runs=s.runs, warmup=s.warmup, trim=s.trim,
-            rounds=s.rounds).ms_per_image)
-
     def near_budget(self, table: LatencyTable, master: NetworkSpec, type_keys: list[list[str]], budget: float,
                     count: int, seed: int) -> list[NetworkSpec]:
         """`count` random structures the table puts within +-30% of the budget: where selection decides."""
@@ -270,8 +262,7 @@ class Search:
             specs = self.near_budget(table, master, type_keys, budget, probes, self.config.seed + 7919)
             table_raw = dataclasses.replace(table, scale=1.0, exponent=1.0)
             raw = [raw_master] + [table_raw.predict_spec(spec) for spec in specs]
-            measured = [measured_master] + [self.measure(spec) for spec in
-                                                 tqdm(specs, desc="calibration probes", unit="net", leave=False)]
+            measured = [measured_master] + self.measure.many(specs, "calibration probes")
             table.calibrate(raw, measured)
         write_json(path, {"fingerprint": inputs, "table": table.to_dict()})
         return table
@@ -286,8 +277,7 @@ class Search:
         if not specs:
             return {"pairs": 0, "scale": table.scale, "exponent": table.exponent}
         predicted = np.asarray([table.predict_spec(spec) for spec in specs])
-        measured = np.asarray([self.measure(spec) for spec in
-                               tqdm(specs, desc="table check probes", unit="net", leave=False)])
+        measured = np.asarray(self.measure.many(specs, "table check probes"))
         uncalibrated = table.uncalibrated(predicted)
         quality = regress.fit_quality(measured, predicted)
         report.plot_latency_table(os.path.join(self.workdir, "plots", f"latency_table_r{master.resolution}.png"),

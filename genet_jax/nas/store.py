@@ -89,7 +89,10 @@ class MeasurementCache:
 
     def get(self, key: str, measure: Callable[[], float]) -> float:
         if key not in self.entries:
-            self.entries[key] = measure()
-            self.measured += 1
-            write_json(self.path, self.entries)
+            self.put({key: measure()})
         return self.entries[key]
+
+    def put(self, measurements: dict[str, float]) -> None:
+        self.entries.update(measurements)
+        self.measured += len(measurements)
+        write_json(self.path, self.entries)

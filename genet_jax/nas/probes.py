@@ -1,0 +1,46 @@
+"""Full-network latency for the search: the jitted probe (genet_jax.latency) under the search's
+settings, every measurement kept in latency/probes.json so a re-run repeats none."""
+from __future__ import annotations
+
+import dataclasses
+
+from tqdm import tqdm
+
+from genet_jax.nas.latency_table import ProbeSettings
+from genet_jax.nas.space import spec_key
+from genet_jax.nas.store import MeasurementCache, fingerprint
+from genet_jax.spec import NetworkSpec
+
+
+class NetworkProbe:
+    """`probe(spec)`: ms/image of one structure; `probe.many(specs)`: of several, their rounds interleaved."""
+
+    def __init__(self, path: str, settings: ProbeSettings):
+        self.settings = settings
+        self.settings_key = fingerprint(dataclasses.asdict(settings))
+        self.cache = MeasurementCache(path)
+
+    def key(self, spec: NetworkSpec) -> str:
+        return f"{spec_key(spec)}@{spec.resolution}/{self.settings_key}"
+
+    def __call__(self, spec: NetworkSpec) -> float:
+        from genet_jax.latency import probe_latency
+
+        s = self.settings
+        return self.cache.get(self.key(spec), lambda: probe_latency(
+            spec, s.batch, spec.resolution, s.dtype, conv_impl=s.conv_impl, runs=s.runs, warmup=s.warmup, trim=s.trim,
+            rounds=s.rounds).ms_per_image)
+
+    def many(self, specs: list[NetworkSpec], desc: str) -> list[float]:
+        """Several structures measured together by `latency.probe_latencies` (one round of each in
+        turn), so a slow spell of the host does not bias a whole batch of calibration or check probes."""
+        from genet_jax.latency import probe_latencies
+
+        s, keys = self.settings, [self.key(spec) for spec in specs]
+        todo = {key: spec for key, spec in zip(keys, specs) if key not in self.cache.entries}
+        if todo:
+            with tqdm(total=len(todo) * s.rounds, desc=desc, unit="round", leave=False) as bar:
+                ms = probe_latencies(list(todo.values()), s.batch, s.dtype, s.conv_impl, s.runs, s.warmup, s.trim,
+                                     s.rounds, progress=bar.update)
+            self.cache.put(dict(zip(todo, ms)))
+        return [self.cache.entries[key] for key in keys]
