@@ -51,23 +51,41 @@ def time_runs(fn: Callable[[], Any], runs: int = PAPER_RUNS, warmup: int = 5,
     return times
 
 
-def time_forward(apply_fn: Callable, variables: Any, images: jax.Array, runs: int = PAPER_RUNS, warmup: int = 5,
-                 trim: float = PAPER_TRIM, timer: Callable[[], float] = time.perf_counter,
-                 rounds: int = 1) -> tuple[float, float]:
-    """(trimmed-mean seconds per call, compile seconds) of jit(apply_fn)(variables, images), with
-    variables and images already on the device.
+def time_forwards(forwards: Sequence[tuple[Callable, Any, jax.Array]], runs: int = PAPER_RUNS, warmup: int = 5,
+                  trim: float = PAPER_TRIM, timer: Callable[[], float] = time.perf_counter, rounds: int = 1,
+                  progress: Optional[Callable[[int], Any]] = None) -> tuple[list[float], list[float]]:
+    """(trimmed-mean seconds per call, compile seconds) of each jit(apply_fn)(variables, images) in
+    `forwards`, with variables and images already on the device.
 
     `rounds` > 1 repeats the whole protocol (warm-up, runs, trim) and keeps the fastest round: on a
     shared or throttling host a slow spell lasts longer than one round and shifts every run in it
-    (measured here: whole rounds 40% slow), which trimming within a round cannot remove."""
+    (measured here: whole rounds 40% slow), which trimming within a round cannot remove. Several
+    networks are all compiled first, then each round times every one of them in turn: a spell
+    (seen here: ~10 s in which every probe ran 20-30% slow) then costs a network one of its rounds
+    rather than all of them. `progress(1)` is called per timed round of one network."""
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1, got {rounds}")
-    start = time.perf_counter()
-    compiled = jax.jit(apply_fn).lower(variables, images).compile()
-    compile_seconds = time.perf_counter() - start
-    per_round = [trimmed_mean(time_runs(lambda: compiled(variables, images), runs, warmup, timer), trim)
-                 for _ in range(rounds)]
-    return min(per_round), compile_seconds
+    compiled, compile_seconds = [], []
+    for apply_fn, variables, images in forwards:
+        start = time.perf_counter()
+        compiled.append(jax.jit(apply_fn).lower(variables, images).compile())
+        compile_seconds.append(time.perf_counter() - start)
+    best = [math.inf] * len(compiled)
+    for _ in range(rounds):
+        for i, (fn, (_, variables, images)) in enumerate(zip(compiled, forwards)):
+            seconds = trimmed_mean(time_runs(lambda: fn(variables, images), runs, warmup, timer), trim)
+            best[i] = min(best[i], seconds)
+            if progress:
+                progress(1)
+    return best, compile_seconds
+
+
+def time_forward(apply_fn: Callable, variables: Any, images: jax.Array, runs: int = PAPER_RUNS, warmup: int = 5,
+                 trim: float = PAPER_TRIM, timer: Callable[[], float] = time.perf_counter,
+                 rounds: int = 1) -> tuple[float, float]:
+    """`time_forwards` for one network: (seconds per call, compile seconds)."""
+    (seconds,), (compile_seconds,) = time_forwards([(apply_fn, variables, images)], runs, warmup, trim, timer, rounds)
+    return seconds, compile_seconds
 
 
 def timing_variables(init_fn: Callable, *args, seed: int = 0) -> Any:
@@ -172,26 +190,14 @@ def probe_latencies(archs: Sequence[Any], batch: int = 64, dtype: str = "float32
                     runs: int = PAPER_RUNS, warmup: int = 5, trim: float = PAPER_TRIM, rounds: int = 3,
                     timer: Callable[[], float] = time.perf_counter,
                     progress: Optional[Callable[[int], Any]] = None) -> list[float]:
-    """ms/image of several networks by the same protocol as `probe_latency`, their rounds interleaved:
-    every network is compiled first, then each round times all of them in turn, and each keeps its
-    fastest round. A slow spell of the host (seen here: ~10 s in which every probe ran 20-30% slow)
-    then costs a network one of its rounds rather than all of them, and networks measured together
-    are compared under the same conditions. `progress(1)` is called per timed round of one network."""
-    if rounds < 1:
-        raise ValueError(f"rounds must be >= 1, got {rounds}")
-    prepared = []
+    """ms/image of several networks by the protocol of `probe_latency`, their rounds interleaved
+    (`time_forwards`): networks measured together are compared under the same conditions."""
+    forwards = []
     for arch in archs:
         _, model, variables, images = _forward_inputs(arch, batch, None, dtype, False, conv_impl, None)
-        compiled = jax.jit(lambda v, x, model=model: model.apply(v, x)).lower(variables, images).compile()
-        prepared.append((compiled, variables, images))
-    best = [math.inf] * len(prepared)
-    for _ in range(rounds):
-        for i, (compiled, variables, images) in enumerate(prepared):
-            seconds = trimmed_mean(time_runs(lambda: compiled(variables, images), runs, warmup, timer), trim)
-            best[i] = min(best[i], seconds)
-            if progress:
-                progress(1)
-    return [seconds * 1e3 / batch for seconds in best]
+        forwards.append((model.apply, variables, images))
+    seconds, _ = time_forwards(forwards, runs, warmup, trim, timer, rounds, progress)
+    return [s * 1e3 / batch for s in seconds]
 
 
 def _format(result: LatencyResult) -> str:

@@ -197,7 +197,7 @@ class LatencyTable:
                    [np.asarray(g) for g in d["in_grids"]], [np.asarray(g) for g in d["out_grids"]],
                    [{k: {p: np.asarray(v) for p, v in parts.items()} for k, parts in b.items()} for b in d["blocks"]],
                    np.asarray(d["tail"]), list(d["strides"]), d["scale"], d["exponent"],
-                   [np.asarray(g) for g in d["rest_grids"]] if "rest_grids" in d else None)
+                   [np.asarray(g) for g in d["rest_grids"]])
 
 
 def _bilinear(xs: np.ndarray, ys: np.ndarray, table: np.ndarray, x, y) -> np.ndarray:

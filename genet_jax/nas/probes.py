@@ -3,6 +3,7 @@ settings, every measurement kept in latency/probes.json so a re-run repeats none
 from __future__ import annotations
 
 import dataclasses
+from typing import Optional
 
 from tqdm import tqdm
 
@@ -24,22 +25,18 @@ class NetworkProbe:
         return f"{spec_key(spec)}@{spec.resolution}/{self.settings_key}"
 
     def __call__(self, spec: NetworkSpec) -> float:
-        from genet_jax.latency import probe_latency
+        return self.many([spec])[0]
 
-        s = self.settings
-        return self.cache.get(self.key(spec), lambda: probe_latency(
-            spec, s.batch, spec.resolution, s.dtype, conv_impl=s.conv_impl, runs=s.runs, warmup=s.warmup, trim=s.trim,
-            rounds=s.rounds).ms_per_image)
-
-    def many(self, specs: list[NetworkSpec], desc: str) -> list[float]:
+    def many(self, specs: list[NetworkSpec], desc: Optional[str] = None) -> list[float]:
         """Several structures measured together by `latency.probe_latencies` (one round of each in
-        turn), so a slow spell of the host does not bias a whole batch of calibration or check probes."""
+        turn), so a slow spell of the host does not bias a whole batch of calibration or check probes;
+        a progress bar when `desc` is given."""
         from genet_jax.latency import probe_latencies
 
         s, keys = self.settings, [self.key(spec) for spec in specs]
         todo = {key: spec for key, spec in zip(keys, specs) if key not in self.cache.entries}
         if todo:
-            with tqdm(total=len(todo) * s.rounds, desc=desc, unit="round", leave=False) as bar:
+            with tqdm(total=len(todo) * s.rounds, desc=desc, unit="round", leave=False, disable=desc is None) as bar:
                 ms = probe_latencies(list(todo.values()), s.batch, s.dtype, s.conv_impl, s.runs, s.warmup, s.trim,
                                      s.rounds, progress=bar.update)
             self.cache.put(dict(zip(todo, ms)))
