@@ -32,7 +32,8 @@ import jax.numpy as jnp  # noqa: E402
 import torch  # noqa: E402
 
 import genet_jax as g  # noqa: E402
-from genet_jax.latency import probe_latency, time_runs, trimmed_mean  # noqa: E402
+from genet_jax.latency import probe_latency  # noqa: E402
+from genet_jax.timing import time_runs, trimmed_mean  # noqa: E402
 from genet_jax.torch_model import TorchGENet  # noqa: E402
 
 
@@ -60,7 +61,7 @@ def jax_inference(args) -> list[dict]:
     for label, conv_impl, fold in [("JAX, lax convs", "lax", False), ("JAX, conv_ops kernels", "taps", False),
                                    ("JAX, conv_ops kernels + BN folded", "taps", True)]:
         result = probe_latency(spec, args.batch, dtype="float32", fold_bn=fold, conv_impl=conv_impl,
-                                         runs=args.runs, warmup=3, variables=variables)
+                               runs=args.runs, warmup=3, variables=variables, rounds=1)  # as torch's: one round
         rows.append({"task": "inference", "framework": "jax", "variant": label, "seconds": result.batch_ms / 1e3,
                      "compile_seconds": result.compile_seconds})
         print(f"  {label}: {result.batch_ms:.1f} ms/batch (compile {result.compile_seconds:.1f} s)",

@@ -1,10 +1,14 @@
 """genet-jax: GPU-Efficient Networks (GENet) in JAX/Flax."""
-from genet_jax.counting import count_spec, module_counts, spec_macs, spec_params
-from genet_jax.folding import fold_batch_norm
-from genet_jax.model import MasterNet, canonical_dtype, create_model, init_variables
-from genet_jax.registry import get_entry, list_models, register_model, resolve_spec
-from genet_jax.spec import BLOCK_TYPES, NetworkSpec, SpecError, SuperBlockSpec, UnitConfig
-from genet_jax.structure_string import parse_structure_string, to_structure_string
+from genet_jax.versions import require as _require_supported
+
+_require_supported("jax", "jaxlib", "flax")
+
+from genet_jax.counting import count_spec, module_counts, spec_macs, spec_params  # noqa: E402
+from genet_jax.folding import fold_batch_norm  # noqa: E402
+from genet_jax.model import MasterNet, canonical_dtype, create_model, init_variables  # noqa: E402
+from genet_jax.registry import get_entry, list_models, register_model, resolve_spec  # noqa: E402
+from genet_jax.spec import BLOCK_TYPES, NetworkSpec, SpecError, SuperBlockSpec, UnitConfig  # noqa: E402
+from genet_jax.structure_string import parse_structure_string, to_structure_string  # noqa: E402
 
 __version__ = "0.1.0"
 

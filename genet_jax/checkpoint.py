@@ -12,11 +12,15 @@ import dataclasses
 import os
 from typing import Mapping, Optional
 
-import jax
-import numpy as np
-import orbax.checkpoint as ocp
+from genet_jax.versions import require
 
-from genet_jax.spec import NetworkSpec, SpecError
+require("orbax-checkpoint")
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import orbax.checkpoint as ocp  # noqa: E402
+
+from genet_jax.spec import NetworkSpec, SpecError  # noqa: E402
 
 VARIABLES_ITEM = "variables"
 MODEL_ITEM = "model"

@@ -15,11 +15,12 @@ in there 6-7x slower (DW unit + head at 4x4, 1296 channels: 0.35 vs 0.05 ms/imag
 Every other convolution, and anything with dilation or a non-NHWC layout, goes to lax. The
 parameter shapes are those of `flax.linen.Conv`, so checkpoints do not depend on the choice.
 
-`conv_impl="auto"` picks "taps" on CPU and "lax" (cuDNN / TPU convolutions) elsewhere.
+`conv_impl="auto"` picks "taps" on CPU and "lax" (cuDNN / TPU convolutions) elsewhere; a MasterNet
+resolves it once, when it is built, and carries the resolved name (results record it).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -28,11 +29,12 @@ from jax import lax
 CONV_IMPLS = ("auto", "lax", "taps")
 
 
-def resolve_conv_impl(conv_impl: str) -> str:
+def resolve_conv_impl(conv_impl: str, platform: Optional[str] = None) -> str:
+    """The kernels "auto" stands for on `platform` (default: JAX's default backend); others unchanged."""
     if conv_impl not in CONV_IMPLS:
         raise ValueError(f"conv_impl must be one of {CONV_IMPLS}, got {conv_impl!r}")
     if conv_impl == "auto":
-        return "taps" if jax.default_backend() == "cpu" else "lax"
+        return "taps" if (platform or jax.default_backend()) == "cpu" else "lax"
     return conv_impl
 
 

@@ -40,7 +40,11 @@ class MasterNet(nn.Module):
     dtype: Dtype = jnp.float32
     zero_init_last_bn: bool = False
     fold_bn: bool = False
-    conv_impl: str = "auto"  # see genet_jax.conv_ops
+    conv_impl: str = "auto"  # see genet_jax.conv_ops; "auto" is resolved when the module is built
+
+    def __post_init__(self):
+        object.__setattr__(self, "conv_impl", resolve_conv_impl(self.conv_impl))  # frozen dataclass field
+        super().__post_init__()
 
     @nn.compact
     def __call__(self, x, train: bool = False):
@@ -69,10 +73,10 @@ def create_model(name_or_spec: Union[str, os.PathLike, NetworkSpec], *, num_clas
     `num_classes` / `resolution` override the spec's. `dtype` is the compute dtype (parameters and BN
     statistics stay float32). `fold_bn=True` gives the inference variant that runs the parameters
     produced by `genet_jax.fold_batch_norm`. `conv_impl` picks the convolution kernels
-    (genet_jax.conv_ops: "auto", "lax" or "taps"); it changes speed, never the parameters.
+    (genet_jax.conv_ops: "auto", "lax" or "taps"); it changes speed, never the parameters. "auto"
+    is resolved here, for JAX's default backend: `model.conv_impl` names the kernels that run.
     """
     spec = resolve_spec(name_or_spec, num_classes=num_classes, resolution=resolution)
-    resolve_conv_impl(conv_impl)
     return MasterNet(spec, canonical_dtype(dtype), zero_init_last_bn, fold_bn, conv_impl)
 
 

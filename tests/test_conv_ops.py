@@ -25,6 +25,7 @@ def taps_conv(x, w, stride, pad, groups=1):
 
 
 @pytest.mark.parametrize("kernel,stride,size", [(3, 1, 7), (3, 2, 7), (3, 2, 8), (5, 1, 9), (5, 2, 10)])
+@pytest.mark.compat
 def test_depthwise_taps_match_lax_values_and_gradients(kernel, stride, size):
     channels, pad = 12, (kernel - 1) // 2
     x = jax.random.normal(jax.random.key(0), (3, size, size, channels))
@@ -89,6 +90,7 @@ def test_other_convolutions_go_to_lax():
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+@pytest.mark.compat
 def test_global_average_pool_as_a_matmul_matches_the_mean(dtype):
     x = jax.random.normal(jax.random.key(0), (3, 5, 6, 7)).astype(dtype)
     expected = jnp.mean(x, axis=(1, 2), dtype=jnp.float32)

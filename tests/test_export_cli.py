@@ -86,7 +86,8 @@ def test_import_errors_are_clear(tmp_path, capsys):
     export.main(["--arch", "genet_light", "--format", "official", "--out", good])
     capsys.readouterr()
     truncated = tmp_path / "truncated.pth"
-    truncated.write_bytes(open(good, "rb").read()[:50_000])
+    with open(good, "rb") as f:
+        truncated.write_bytes(f.read()[:50_000])
     (tmp_path / "garbage.pth").write_text("not a model")
     torch.save({"conv.weight": torch.zeros(3)}, tmp_path / "other.pth")
     os.remove(tmp_path / "light.txt")

@@ -11,7 +11,8 @@ import genet_jax as g
 from genet_jax import export
 from genet_jax.checkpoint import save_model_checkpoint
 from genet_jax.latency import main as latency_main
-from genet_jax.latency import probe_latency, time_runs, trimmed_mean
+from genet_jax.latency import probe_latency
+from genet_jax.timing import CPU_PROTOCOL, ProbeSettings, time_runs, trimmed_mean
 from genet_jax.measure import batch_sweep, block_profile, kernel_rank
 from tests.helpers import random_variables
 
@@ -58,9 +59,10 @@ def test_time_runs_on_a_fake_timer():
     assert next(calls) == 6  # 2 warm-up calls, untimed, then 4 timed
 
 
+@pytest.mark.compat
 def test_probe_reports_per_image_latency_by_the_protocol():
     durations = [0.010] * 26 + [5.0, 6.0, 1e-6, 2e-6]  # outliers at both ends are dropped
-    result = probe_latency(tiny(), batch=4, runs=30, warmup=1, timer=FakeTimer(durations))
+    result = probe_latency(tiny(), batch=4, runs=30, warmup=1, timer=FakeTimer(durations), rounds=1)
     assert result.batch_ms == pytest.approx(10.0)
     assert result.ms_per_image == pytest.approx(2.5)
     assert result.images_per_second == pytest.approx(400.0)
@@ -74,10 +76,12 @@ def test_rounds_keep_the_fastest_round():
     durations = [0.020] * 30 + [0.010] * 28 + [9.0, 9.0] + [0.015] * 30
     result = probe_latency(tiny(), batch=4, runs=30, warmup=1, timer=FakeTimer(durations), rounds=3)
     assert result.batch_ms == pytest.approx(10.0) and result.rounds == 3
-    single = probe_latency(tiny(), batch=4, runs=30, warmup=1, timer=FakeTimer(durations))
+    single = probe_latency(tiny(), batch=4, runs=30, warmup=1, timer=FakeTimer(durations), rounds=1)
     assert single.batch_ms == pytest.approx(20.0) and single.rounds == 1
     with pytest.raises(ValueError, match="rounds must be >= 1"):
         probe_latency(tiny(), batch=4, runs=3, warmup=0, rounds=0)
+    cpu_default = probe_latency(tiny(), batch=4, runs=30, warmup=1, timer=FakeTimer(durations))
+    assert cpu_default.rounds == CPU_PROTOCOL.rounds == 3 and cpu_default.batch_ms == pytest.approx(10.0)
 
 
 def test_probe_latencies_interleave_rounds_so_a_spell_costs_each_network_one_round():
@@ -89,14 +93,14 @@ def test_probe_latencies_interleave_rounds_so_a_spell_costs_each_network_one_rou
     spell = [0.030] * 10 + [0.030] * 10
     clean = [0.010] * 10 + [0.020] * 10 + [0.010] * 10 + [0.020] * 10
     ticks = []
-    ms = probe_latencies([tiny(), tiny(width=16)], batch=4, runs=10, warmup=1, trim=0.0, rounds=3,
-                         timer=FakeTimer(spell + clean), progress=ticks.append)
+    settings = ProbeSettings(batch=4, runs=10, warmup=1, trim=0.0, rounds=3)
+    ms = probe_latencies([tiny(), tiny(width=16)], settings, timer=FakeTimer(spell + clean), progress=ticks.append)
     assert ms == [pytest.approx(10.0 / 4), pytest.approx(20.0 / 4)] and ticks == [1] * 6
     sequential = [probe_latency(t, batch=4, runs=10, warmup=1, trim=0.0, rounds=2, timer=FakeTimer(d)).batch_ms
                   for t, d in ((tiny(), spell), (tiny(width=16), [0.020] * 20))]
     assert sequential[0] == pytest.approx(30.0)  # what interleaving avoids
     with pytest.raises(ValueError, match="rounds must be >= 1"):
-        probe_latencies([tiny()], batch=4, rounds=0)
+        probe_latencies([tiny()], ProbeSettings(batch=4, rounds=0))
 
 
 def test_timing_variables_match_the_initialiser_in_tree_shape_and_dtype():
@@ -118,18 +122,21 @@ def test_timing_variables_match_the_initialiser_in_tree_shape_and_dtype():
 
 
 def test_probe_orders_a_small_and_a_large_network():
-    small = probe_latency(tiny(8, 32), batch=8, runs=10, warmup=2)
-    large = probe_latency(tiny(64, 32), batch=8, runs=10, warmup=2)  # ~60x the multiply-adds
+    small = probe_latency(tiny(8, 32), batch=8, runs=10, warmup=2, rounds=1)
+    large = probe_latency(tiny(64, 32), batch=8, runs=10, warmup=2, rounds=1)  # ~60x the multiply-adds
     assert large.macs > 30 * small.macs
     assert large.ms_per_image > small.ms_per_image
 
 
 @pytest.mark.parametrize("fold_bn,dtype", [(False, "float32"), (True, "float32"), (False, "bfloat16")])
+@pytest.mark.compat
 def test_latency_cli_json(capsys, fold_bn, dtype):
-    argv = ["--arch", tiny(), "--batch", "2", "--runs", "3", "--warmup", "1", "--dtype", dtype, "--json"]
+    argv = ["--arch", tiny(), "--batch", "2", "--runs", "3", "--warmup", "1", "--rounds", "1", "--dtype", dtype,
+            "--json"]
     assert latency_main(argv + (["--fold-bn"] if fold_bn else [])) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["fold_bn"] is fold_bn and result["dtype"] == dtype and result["ms_per_image"] > 0
+    assert result["conv_impl"] == "taps" and result["rounds"] == 1  # "auto" resolved for the CPU
 
 
 def test_latency_cli_names_a_bad_arch(capsys):
@@ -152,7 +159,7 @@ def read_csv(path):
 def test_batch_sweep_writes_csv_and_plots(tmp_path, capsys):
     out = tmp_path / "sweep"
     assert batch_sweep.main(["--arch", tiny(8), "--arch", tiny(16), "--batches", "1,2", "--runs", "3",
-                             "--out", str(out)]) == 0
+                             "--rounds", "1", "--out", str(out)]) == 0
     rows = read_csv(out / "latency_vs_batch.csv")
     assert len(rows) == 4 and {r["batch"] for r in rows} == {"1", "2"}
     for name in ("latency_vs_batch.png", "latency_vs_macs.png", "latency_vs_params.png"):
@@ -173,7 +180,7 @@ def test_profiling_networks_follow_the_paper():
 def test_block_profile_writes_csv_and_plot(tmp_path):
     out = tmp_path / "profile"
     assert block_profile.main(["--widths", "8", "--ratios", "0.5,1", "--batch", "2", "--resolution", "16",
-                               "--runs", "3", "--out", str(out)]) == 0
+                               "--runs", "3", "--rounds", "1", "--out", str(out)]) == 0
     rows = read_csv(out / "block_profile.csv")
     assert len(rows) == 1 + 2 + 2  # XX per width; BL and DW per width and ratio
     assert {(r["block_type"], r["ratio"]) for r in rows} == {("XX", "1.0"), ("BL", "0.5"), ("BL", "1.0"),

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from genet_jax.nas import store
+from genet_jax.nas.store import read_json
 from tests.conftest import REPO_ROOT
 
 CONFIG = '''
@@ -81,7 +82,9 @@ def result_lines(workdir):
 
 
 @pytest.mark.slow
-def test_kill_9_mid_search_then_rerun_redoes_nothing(config_file, tmp_path):
+def test_kill_9_and_resume_then_shards_merge_to_the_same_selection(config_file, tmp_path):
+    """One search, killed -9 between fine-tunes and re-run, then the same fine-tunes again as two
+    shards on a copy of its MasterNet: the merged shards give the unsharded results and selection."""
     workdir = str(tmp_path / "run")
     proc = subprocess.Popen(search_command(config_file, workdir), cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -103,7 +106,7 @@ def test_kill_9_mid_search_then_rerun_redoes_nothing(config_file, tmp_path):
     for key, record in finished_before.items():
         assert next(r for r in lines if r["key"] == key) == record
 
-    result = json.load(open(os.path.join(workdir, "search_result.json")))
+    result = read_json(os.path.join(workdir, "search_result.json"))
     picked = result["selected"]
     assert picked["measured_latency_ms"] <= picked["budget_ms"]
     assert picked["trained_accuracy"] is not None and picked["structure_string"]
@@ -114,17 +117,17 @@ def test_kill_9_mid_search_then_rerun_redoes_nothing(config_file, tmp_path):
     table_check = result["resolutions"][0]["latency_table"]
     assert table_check["pairs"] == 2 and table_check["median_abs_relative_error"] >= 0
     assert os.path.getsize(os.path.join(workdir, "plots", "latency_table_r16.png")) > 0
+    measured_on = read_json(os.path.join(workdir, "selection_r16.json"))["latency_measured_on"]
+    assert measured_on["device"]["platform"] == "cpu" and measured_on["settings"]["conv_impl"] == "taps"
 
     again = run_search(config_file, workdir)  # a finished search: same answer, nothing re-run
     assert "fine-tunes run now: 0" in again.stdout
-    assert json.load(open(os.path.join(workdir, "search_result.json")))["selected"] == picked
+    assert read_json(os.path.join(workdir, "search_result.json"))["selected"] == picked
 
-
-@pytest.mark.slow
-def test_two_shards_merge_to_the_unsharded_selection(config_file, tmp_path):
-    sharded, single = str(tmp_path / "sharded"), str(tmp_path / "single")
-    run_search(config_file, sharded, "--stage=master")
-    shutil.copytree(sharded, single)  # the same MasterNet for both
+    sharded = str(tmp_path / "sharded")  # the same MasterNet and latency measurements, no fine-tunes
+    os.makedirs(sharded)
+    shutil.copy(os.path.join(workdir, "master.json"), sharded)
+    shutil.copytree(os.path.join(workdir, "latency"), os.path.join(sharded, "latency"))
     missing = subprocess.run(search_command(config_file, sharded, "--stage=select"), capture_output=True, text=True,
                              cwd=REPO_ROOT)
     assert missing.returncode == 2 and "have no result yet" in missing.stderr
@@ -132,20 +135,15 @@ def test_two_shards_merge_to_the_unsharded_selection(config_file, tmp_path):
         assert f"fine-tunes run now: {count}" in run_search(config_file, sharded, f"--shard={shard}").stdout
     assert sorted(os.listdir(os.path.join(sharded, "results"))) == [
         "finetunes-0000-of-0002.jsonl", "finetunes-0001-of-0002.jsonl"]
-    run_search(config_file, single, "--stage=finetune")
-    a, b = store.load_results(os.path.join(sharded, "results")), store.load_results(os.path.join(single, "results"))
-    assert sorted(a) == sorted(b)
-    for key in a:  # same work, same numbers (CPU XLA is deterministic for a fixed seed)
-        assert a[key]["accuracy"] == pytest.approx(b[key]["accuracy"], abs=1e-6)
-
+    merged, single = store.load_results(os.path.join(sharded, "results")), store.load_results(results_dir)
+    assert sorted(merged) == sorted(single)
+    for key in merged:  # same work, same numbers (CPU XLA is deterministic for a fixed seed)
+        assert merged[key]["accuracy"] == pytest.approx(single[key]["accuracy"], abs=1e-6)
     run_search(config_file, sharded, "--stage=select", "--config.final.num_train_steps=-1", "--config.final.epochs=0")
-    shutil.copytree(os.path.join(sharded, "latency"), os.path.join(single, "latency"))  # the same measurements
-    run_search(config_file, single, "--stage=select", "--config.final.num_train_steps=-1", "--config.final.epochs=0")
-    ra = json.load(open(os.path.join(sharded, "search_result.json")))
-    rb = json.load(open(os.path.join(single, "search_result.json")))
-    assert ra["selected"] == rb["selected"]
-    assert json.load(open(os.path.join(sharded, "pseudo_gradients.json")))["fits"] == \
-        json.load(open(os.path.join(single, "pseudo_gradients.json")))["fits"]
+    selected = read_json(os.path.join(sharded, "search_result.json"))["selected"]
+    assert (selected["spec"], selected["measured_latency_ms"]) == (picked["spec"], picked["measured_latency_ms"])
+    assert read_json(os.path.join(sharded, "pseudo_gradients.json"))["fits"] == \
+        read_json(os.path.join(workdir, "pseudo_gradients.json"))["fits"]
 
 
 def test_bad_usage_is_reported(config_file, tmp_path):

@@ -10,7 +10,6 @@ import time
 import jax
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import genet_jax as g
@@ -65,6 +64,7 @@ def test_conv_impl_is_validated():
         validate_config(config)
 
 
+@pytest.mark.compat
 def test_overrides_are_applied_and_saved(tmp_path):
     result = run_train(tiny_args(tmp_path, steps=2, seed=7, **{"augment.label_smoothing": 0.2}))
     assert result.returncode == 0, result.stderr
@@ -107,6 +107,7 @@ def test_kill9_then_rerun_equals_uninterrupted(tmp_path):
         assert np.array_equal(a, b)  # bit-identical: deterministic data order, RNG and XLA CPU kernels
 
 
+@pytest.mark.compat
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     result = run_train(tiny_args(tmp_path, steps=40, **{"optim.lr_per_256": 1e12, "optim.warmup_epochs": 2.0,
                                                         "checkpoint.every_steps": 2}))
@@ -183,9 +184,11 @@ def test_image_folder_with_bad_files(tmp_path, cache_decoded):
 
 
 def test_finetune_imported_pytorch_checkpoint(tmp_path):
+    torch = pytest.importorskip("torch")
+    from genet_jax.torch_model import TorchGENet
+
     spec = g.resolve_spec("genet_light")
     torch.manual_seed(0)
-    from genet_jax.torch_model import TorchGENet
     official = interop.convert_state_dict(TorchGENet(spec).state_dict(), spec, "torch", "official")
     torch.save({"state_dict": official}, tmp_path / "GENet_small.pth")
     assert export.main(["--import-from", str(tmp_path / "GENet_small.pth"), "--out", str(tmp_path / "imported")]) == 0
@@ -254,6 +257,7 @@ def test_imagenet_recipe_trains_on_a_folder(tmp_path):
     assert saved["augment"]["policy"] == "autoaugment" and saved["dtype"] == "bfloat16"
 
 
+@pytest.mark.compat
 def test_float16_dynamic_loss_scaling_skips_overflow_without_stopping():
     from configs.common import base_config
     from genet_jax.training import optim, steps

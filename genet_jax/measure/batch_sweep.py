@@ -14,21 +14,23 @@ from typing import Optional, Sequence
 from tqdm import tqdm
 
 from genet_jax.latency import PAPER_RUNS, probe_latency
-from genet_jax.measure.output import new_figure, parse_numbers, save_figure, write_csv
+from genet_jax.measure.output import new_figure, parse_numbers, positive_int, save_figure, write_csv
 from genet_jax.model import create_model, init_variables
 
 
 def sweep(archs: Sequence[str], batches: Sequence[int], resolution: Optional[int] = None, dtype: str = "float32",
-          fold_bn: bool = False, runs: int = PAPER_RUNS, warmup: int = 3, progress: bool = True) -> list[dict]:
+          fold_bn: bool = False, runs: int = PAPER_RUNS, warmup: Optional[int] = None, progress: bool = True,
+          rounds: Optional[int] = None) -> list[dict]:
+    """One row per (network, batch); warm-up and rounds default to the platform's protocol."""
     rows = []
     with tqdm(total=len(archs) * len(batches), desc="latency", unit="probe", disable=not progress) as bar:
         for arch in archs:
             variables = init_variables(create_model(arch, resolution=resolution), 0)  # once per network
             for batch in batches:
                 result = probe_latency(arch, batch, resolution, dtype, fold_bn, runs=runs, warmup=warmup,
-                                       variables=variables)
+                                       variables=variables, rounds=rounds)
                 rows.append({"network": result.name, "batch": batch, "resolution": result.resolution,
-                             "dtype": result.dtype, "ms_per_image": result.ms_per_image,
+                             "dtype": result.dtype, "conv_impl": result.conv_impl, "ms_per_image": result.ms_per_image,
                              "images_per_second": result.images_per_second, "params": result.params,
                              "macs": result.macs, "compile_seconds": result.compile_seconds,
                              "device_kind": result.device_kind})
@@ -69,6 +71,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--fold-bn", action="store_true")
     parser.add_argument("--runs", type=int, default=PAPER_RUNS)
+    parser.add_argument("--rounds", type=positive_int, default=None, help="default: the platform's protocol")
     parser.add_argument("--reference-batch", type=int, default=None, help="batch of the MACs/params plots "
                         "(default: 64 if swept, else the largest)")
     parser.add_argument("--out", required=True, help="output directory")
@@ -80,7 +83,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     reference = args.reference_batch or (64 if 64 in batches else max(batches))
     if reference not in batches:
         parser.error(f"--reference-batch {reference} is not among --batches {batches}")
-    rows = sweep(args.arch, batches, args.resolution, args.dtype, args.fold_bn, args.runs)
+    rows = sweep(args.arch, batches, args.resolution, args.dtype, args.fold_bn, args.runs, rounds=args.rounds)
     csv_path = write_csv(os.path.join(args.out, "latency_vs_batch.csv"), rows)
     for path in [csv_path, *plot(rows, args.out, reference)]:
         print(path)

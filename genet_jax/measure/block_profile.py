@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 from tqdm import tqdm
 
 from genet_jax.latency import PAPER_RUNS, probe_latency
-from genet_jax.measure.output import new_figure, parse_numbers, save_figure, write_csv
+from genet_jax.measure.output import new_figure, parse_numbers, positive_int, save_figure, write_csv
 from genet_jax.spec import NetworkSpec, SpecError, SuperBlockSpec
 
 PROFILE_DEPTH = {"XX": 5, "BL": 10, "DW": 10}
@@ -42,17 +42,18 @@ def profiling_spec(block_type: str, width: int, ratio: float = 1.0, resolution: 
 
 
 def profile_blocks(widths: Sequence[int], ratios: Sequence[float], batch: int = 64, resolution: int = 224,
-                   dtype: str = "float32", runs: int = PAPER_RUNS, warmup: int = 3, block_types=("XX", "BL", "DW"),
-                   progress: bool = True) -> list[dict]:
+                   dtype: str = "float32", runs: int = PAPER_RUNS, warmup: Optional[int] = None,
+                   block_types=("XX", "BL", "DW"), progress: bool = True, rounds: Optional[int] = None) -> list[dict]:
     jobs = [(t, w, 1.0 if t == "XX" else r) for t in block_types for w in widths
             for r in (ratios if t != "XX" else [1.0])]
     rows = []
     for block_type, width, ratio in tqdm(jobs, desc="block profiling", unit="network", disable=not progress):
         spec = profiling_spec(block_type, width, ratio, resolution)
-        result = probe_latency(spec, batch, dtype=dtype, runs=runs, warmup=warmup,
+        result = probe_latency(spec, batch, dtype=dtype, runs=runs, warmup=warmup, rounds=rounds,
                                name=f"{block_type}-w{width}-r{ratio:g}")
         rows.append({"block_type": block_type, "width": width, "ratio": ratio,
                      "depth": PROFILE_DEPTH[block_type], "batch": batch, "resolution": resolution, "dtype": dtype,
+                     "conv_impl": result.conv_impl,
                      "ms_per_image": result.ms_per_image, "params": result.params, "macs": result.macs,
                      "device_kind": result.device_kind})
     return rows
@@ -90,6 +91,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--resolution", type=int, default=224)
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--runs", type=int, default=PAPER_RUNS)
+    parser.add_argument("--rounds", type=positive_int, default=None, help="default: the platform's protocol")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     try:
@@ -101,7 +103,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             profiling_spec(t, 8)
     except (ValueError, SpecError) as e:
         parser.error(str(e))
-    rows = profile_blocks(widths, ratios, args.batch, args.resolution, args.dtype, args.runs, block_types=types)
+    rows = profile_blocks(widths, ratios, args.batch, args.resolution, args.dtype, args.runs, block_types=types,
+                          rounds=args.rounds)
     for path in [write_csv(os.path.join(args.out, "block_profile.csv"), rows), *plot(rows, args.out)]:
         print(path)
     return 0

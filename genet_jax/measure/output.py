@@ -46,3 +46,11 @@ def parse_numbers(text: str, what: str, kind: type = float) -> list:
     if not values or (kind is int and min(values) < 1):
         raise ValueError(f"{what}: expected {'positive integers' if kind is int else 'numbers'}, got {text!r}")
     return values
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (the error names the value)."""
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"expected an integer >= 1, got {text}")
+    return value

@@ -31,12 +31,13 @@ from tqdm import tqdm
 from genet_jax.measure.output import write_csv
 from genet_jax.nas import regress, report, store
 from genet_jax.nas.inherit import inherit_variables, summarize
-from genet_jax.nas.latency_table import LatencyTable, PartProbeCache, ProbeSettings, build_latency_table
+from genet_jax.nas.latency_table import LatencyTable, PartProbeCache, build_latency_table
 from genet_jax.nas.probes import NetworkProbe
 from genet_jax.nas.select import NoStructureFits, predict_accuracy, predict_latency, sample_candidates, select
 from genet_jax.nas.space import Perturbation, SearchSpace, perturbations, shard_jobs
 from genet_jax.nas.store import fingerprint, read_json, write_json
 from genet_jax.spec import NetworkSpec
+from genet_jax.timing import ProbeSettings, measurement_context
 
 log = logging.getLogger("genet_jax.search")
 BASELINE = -1  # the `block` of the baseline job
@@ -65,7 +66,7 @@ class Search:
         self._sources = None
         self.settings = ProbeSettings(config.latency.batch, config.latency.dtype, config.latency.conv_impl,
                                       config.latency.runs, config.latency.warmup, config.latency.trim,
-                                      config.latency.rounds)
+                                      config.latency.rounds).resolved()
         self.measure = NetworkProbe(os.path.join(self.workdir, "latency", "probes.json"), self.settings)
         self.settings_key = self.measure.settings_key
 
@@ -318,7 +319,7 @@ class Search:
                             slack=sel.table_slack, progress=bar.update)
         table_check = self.check_latency_table(table, master, type_keys, budget)
         result = {"fingerprint": inputs, "resolution": resolution, "budget_ms": budget,
-                  "spec": choice.spec.to_dict(),
+                  "latency_measured_on": measurement_context(self.settings), "spec": choice.spec.to_dict(),
                   "predicted_accuracy": choice.predicted_accuracy, "predicted_latency_ms": choice.predicted_latency,
                   "measured_latency_ms": choice.measured_latency, "candidates": len(candidates),
                   "candidates_under_budget": int(np.sum(latency <= budget)),

@@ -24,23 +24,12 @@ from tqdm import tqdm
 
 from genet_jax.conv_ops import global_average_pool
 from genet_jax.counting import conv_out_size
-from genet_jax.latency import PAPER_RUNS, PAPER_TRIM, time_forward, timing_variables
+from genet_jax.timing import ProbeSettings, measurement_context, time_forward, timing_variables
 from genet_jax.layers import BLOCK_MODULES, ConvBN
 from genet_jax.model import canonical_dtype
 from genet_jax.nas.space import BlockType, SearchSpace
 from genet_jax.nas.store import MeasurementCache, fingerprint
 from genet_jax.spec import NetworkSpec, UnitConfig, mid_width
-
-
-@dataclasses.dataclass(frozen=True)
-class ProbeSettings:
-    batch: int = 64
-    dtype: str = "float32"
-    conv_impl: str = "auto"
-    runs: int = PAPER_RUNS
-    warmup: int = 5
-    trim: float = PAPER_TRIM
-    rounds: int = 1
 
 
 class _Tail(nn.Module):
@@ -75,23 +64,22 @@ def time_module(module: nn.Module, input_shape: Sequence[int], settings: ProbeSe
     device = jax.devices()[0]
     x = jax.device_put(jnp.asarray(np.random.default_rng(0).standard_normal(input_shape, np.float32), dtype), device)
     variables = jax.device_put(timing_variables(lambda x: module.init(jax.random.PRNGKey(0), x), x), device)
-    seconds, _ = time_forward(lambda v, x: module.apply(v, x), variables, x, settings.runs, settings.warmup,
-                              settings.trim, rounds=settings.rounds)
+    seconds, _ = time_forward(module.apply, variables, x, settings)
     return seconds * 1e3 / input_shape[0]
 
 
 class PartProbeCache(MeasurementCache):
     """A part timer (`time_module` by default) whose results are kept in a JSON file, keyed by the
-    module's fields, the input shape and the probe settings: a table build killed half-way resumes
-    where it stopped, and a rebuild for other types re-times only new parts."""
+    module's fields, the input shape, the resolved probe settings and the device they ran on
+    (`timing.measurement_context`): a table build killed half-way resumes where it stopped, a rebuild
+    for other types re-times only new parts, and a workdir moved to another device or JAX re-times all."""
 
     def __init__(self, path: str, timer: Optional[Callable[[nn.Module, tuple, ProbeSettings], float]] = None):
         super().__init__(path)
         self.timer = timer or time_module
 
     def __call__(self, module: nn.Module, input_shape: Sequence[int], settings: ProbeSettings) -> float:
-        key = (f"{' '.join(repr(module).split())}@{list(input_shape)}/"
-               f"{fingerprint(dataclasses.asdict(settings))}")
+        key = f"{' '.join(repr(module).split())}@{list(input_shape)}/{fingerprint(measurement_context(settings))}"
         return self.get(key, lambda: self.timer(module, input_shape, settings))
 
 
@@ -224,6 +212,7 @@ def build_latency_table(master: NetworkSpec, type_keys: Sequence[Sequence[str]],
     first units fed by a searched width on a `grid_points` x `grid_points` grid, the one-dimensional
     parts on `line_points` widths (<= 0: every allowed width; None: `grid_points`)."""
     timer = timer or time_module
+    settings = settings.resolved()
     spec = master.replace(resolution=resolution)
     dtype, b = canonical_dtype(settings.dtype), settings.batch
     sizes = stage_input_sizes(spec)

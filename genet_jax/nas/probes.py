@@ -1,24 +1,25 @@
 """Full-network latency for the search: the jitted probe (genet_jax.latency) under the search's
-settings, every measurement kept in latency/probes.json so a re-run repeats none."""
+settings, every measurement kept in latency/probes.json so a re-run repeats none. Keys carry the
+device, JAX version and resolved settings (`timing.measurement_context`): a workdir moved to another
+machine re-probes instead of reusing that machine's numbers."""
 from __future__ import annotations
 
-import dataclasses
 from typing import Optional
 
 from tqdm import tqdm
 
-from genet_jax.nas.latency_table import ProbeSettings
 from genet_jax.nas.space import spec_key
 from genet_jax.nas.store import MeasurementCache, fingerprint
 from genet_jax.spec import NetworkSpec
+from genet_jax.timing import ProbeSettings, measurement_context
 
 
 class NetworkProbe:
     """`probe(spec)`: ms/image of one structure; `probe.many(specs)`: of several, their rounds interleaved."""
 
     def __init__(self, path: str, settings: ProbeSettings):
-        self.settings = settings
-        self.settings_key = fingerprint(dataclasses.asdict(settings))
+        self.settings = settings.resolved()
+        self.settings_key = fingerprint(measurement_context(self.settings))
         self.cache = MeasurementCache(path)
 
     def key(self, spec: NetworkSpec) -> str:
@@ -37,7 +38,6 @@ class NetworkProbe:
         todo = {key: spec for key, spec in zip(keys, specs) if key not in self.cache.entries}
         if todo:
             with tqdm(total=len(todo) * s.rounds, desc=desc, unit="round", leave=False, disable=desc is None) as bar:
-                ms = probe_latencies(list(todo.values()), s.batch, s.dtype, s.conv_impl, s.runs, s.warmup, s.trim,
-                                     s.rounds, progress=bar.update)
+                ms = probe_latencies(list(todo.values()), s, progress=bar.update)
             self.cache.put(dict(zip(todo, ms)))
         return [self.cache.entries[key] for key in keys]

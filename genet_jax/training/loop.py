@@ -246,7 +246,9 @@ def train(config: ml_collections.ConfigDict, sources: Optional[tuple[Source, Sou
     final = {"step": int(jax.device_get(state.step)), "total_steps": total_steps, "eval": eval_metrics,
              "train_images_per_second": steady, "wall_seconds": time.perf_counter() - started,
              "skipped_train_images": skips.count + train_source.skipped, "checkpoint_dir": checkpointer.root,
-             "interrupted": stop.requested, "model": spec.to_dict()}
+             "interrupted": stop.requested, "model": spec.to_dict(), "conv_impl": model.conv_impl,
+             "devices": {"count": jax.device_count(), "platform": jax.devices()[0].platform,
+                         "device_kind": jax.devices()[0].device_kind, "jax_version": jax.__version__}}
     if jax.process_index() == 0:
         with open(os.path.join(workdir, "metrics.json"), "w") as f:
             json.dump(final, f, indent=2)

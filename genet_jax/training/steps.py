@@ -4,7 +4,7 @@ batch (the sharded batch axis is one array to XLA). With a teacher, its logits c
 augmented images."""
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import flax
 import jax
@@ -37,8 +37,9 @@ class TrainState:
         return {"params": self.params, "batch_stats": self.batch_stats}
 
 
-def create_mesh() -> Mesh:
-    return Mesh(np.asarray(jax.devices()), ("data",))
+def create_mesh(devices: Optional[Sequence[jax.Device]] = None) -> Mesh:
+    """A 1-D data-parallel mesh over `devices` (default: every device of every host)."""
+    return Mesh(np.asarray(jax.devices() if devices is None else list(devices)), ("data",))
 
 
 def shardings(mesh: Mesh) -> tuple[NamedSharding, NamedSharding]:
@@ -96,7 +97,7 @@ def make_train_step(model: MasterNet, tx: optax.GradientTransformation, config, 
         grads = jax.tree_util.tree_map(lambda g: g / state.loss_scale, grads)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        grad_norm = optax.global_norm(grads)
+        grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)  # any NaN/inf gradient makes the norm non-finite
         keep = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(finite, a, b), new, old)  # noqa: E731
         diverged = ~jnp.isfinite(loss) if dynamic_scale else ~finite  # fp16 gradient overflow: rescale, go on
