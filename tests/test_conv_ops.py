@@ -25,7 +25,6 @@ def taps_conv(x, w, stride, pad, groups=1):
 
 
 @pytest.mark.parametrize("kernel,stride,size", [(3, 1, 7), (3, 2, 7), (3, 2, 8), (5, 1, 9), (5, 2, 10)])
-@pytest.mark.compat
 def test_depthwise_taps_match_lax_values_and_gradients(kernel, stride, size):
     channels, pad = 12, (kernel - 1) // 2
     x = jax.random.normal(jax.random.key(0), (3, size, size, channels))

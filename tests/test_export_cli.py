@@ -8,15 +8,16 @@ import sys
 import jax
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import genet_jax as g
 from genet_jax import export, interop, predict
 from genet_jax.checkpoint import CheckpointError, load_model_checkpoint, save_model_checkpoint
 from genet_jax.preprocessing import eval_preprocess, load_rgb
-from genet_jax.torch_model import TorchGENet
 from tests.helpers import calibrated_variables
+
+torch = pytest.importorskip("torch", reason="torch: an optional dependency (requirements-dev.txt installs it)")
+from genet_jax.torch_model import TorchGENet  # noqa: E402
 
 
 def _leaves_equal(a, b):

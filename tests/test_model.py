@@ -46,7 +46,6 @@ def test_every_network_runs(name):
     assert bool(jnp.all(jnp.isfinite(logits)))
 
 
-@pytest.mark.compat
 def test_parameter_tree_layout():
     model = g.create_model("genet_light", num_classes=10, resolution=32)
     flat = traverse_util.flatten_dict(variable_shapes(model)["params"], sep="/")
@@ -75,7 +74,6 @@ def test_output_size_follows_symmetric_padding():
 
 
 @pytest.mark.parametrize("name", ["genet_light", "genet_normal", "table6_net5"])
-@pytest.mark.compat
 def test_folded_model_matches(name):
     model = g.create_model(name, num_classes=10, resolution=64)
     variables = random_variables(model)
@@ -100,7 +98,6 @@ def test_fold_needs_batch_stats():
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
-@pytest.mark.compat
 def test_reduced_precision_keeps_float32_state(dtype):
     model = g.create_model("genet_light", num_classes=10, resolution=64, dtype=dtype)
     variables = random_variables(model)

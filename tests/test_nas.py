@@ -24,6 +24,7 @@ from genet_jax.nas.select import Candidates, predict_accuracy, predict_latency, 
 from genet_jax.nas.space import BlockType, SearchSpace, make_block, perturbations, shard_jobs, spec_key
 from genet_jax.spec import SuperBlockSpec
 from genet_jax.timing import ProbeSettings
+from tests.helpers import random_variables
 
 MASTER = NetworkSpec.from_dict({
     "stem_width": 8, "stem_stride": 2, "final_width": 32, "num_classes": 10, "resolution": 16,
@@ -96,7 +97,7 @@ def variables_of(spec, seed):
 
 
 def test_inherited_tensors_are_equal_to_the_masternets():
-    master_vars = init_variables(create_model(MASTER, zero_init_last_bn=True), 0)
+    master_vars = random_variables(create_model(MASTER))  # host-filled: no initialiser to compile
     new = MASTER.with_block(1, SuperBlockSpec("BL", 4, 48, 2, 5, 0.25))  # deeper, wider, 5x5
     fresh = init_variables(create_model(new, zero_init_last_bn=True), 1)
     variables, report = inherit_variables(master_vars, fresh, MASTER, new)
@@ -122,9 +123,9 @@ def test_inherited_tensors_are_equal_to_the_masternets():
 
 
 def test_a_type_change_initialises_that_super_block_afresh():
-    master_vars = init_variables(create_model(MASTER), 0)
+    master_vars = random_variables(create_model(MASTER))
     new = MASTER.with_block(1, SuperBlockSpec("DW", 3, 32, 2, 3, 3.0))
-    fresh = init_variables(create_model(new), 1)
+    fresh = random_variables(create_model(new), seed=1)
     _, report = inherit_variables(master_vars, fresh, MASTER, new)
     assert all(kind == FRESH for path, kind in report.items() if "/stage1/" in path)
     assert all(kind == COPIED for path, kind in report.items() if "/stage1/" not in path)

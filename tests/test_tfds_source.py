@@ -8,7 +8,6 @@ import sys
 
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 from PIL import Image
 
 from configs.common import base_config
@@ -16,6 +15,8 @@ from genet_jax.checkpoint import load_model_checkpoint
 from genet_jax.data import pipeline, transforms
 from genet_jax.data.sources import DataError, open_source, tfds_source
 from tests.conftest import REPO_ROOT
+
+tfds = pytest.importorskip("tensorflow_datasets", reason="tensorflow-datasets: installed by requirements-dev.txt only")
 
 NAME = "genet_tiny_shapes"
 CLASSES = ["zebra", "apple", "mango"]  # declaration order, not sorted: label i is CLASSES[i]
