@@ -37,6 +37,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from benchmarks.gpu.plan import FULL, QUICK, SECTIONS, Budget, Plan  # noqa: E402
+from genet_jax import versions  # noqa: E402
 
 WORKER_GRACE_SECONDS = 120  # past its budget a section may still finish the measurement it started
 PACKAGES = ("jax", "jaxlib", "jax-cuda13-plugin", "jax-cuda12-plugin", "flax", "optax", "numpy", "torch", "timm")
@@ -71,10 +72,12 @@ def nvidia_smi() -> dict:
 
 
 def host_environment() -> dict:
-    versions = {name: version(name) for name in PACKAGES}
-    env = {name.replace("-", "_"): v for name, v in versions.items() if "cuda" not in name}
-    env["jax_cuda_plugin"] = versions["jax-cuda13-plugin"] or versions["jax-cuda12-plugin"]
+    installed = {name: version(name) for name in PACKAGES}
+    env = {name.replace("-", "_"): v for name, v in installed.items() if "cuda" not in name}
+    env["jax_cuda_plugin"] = installed["jax-cuda13-plugin"] or installed["jax-cuda12-plugin"]
     env.update(python=platform.python_version(), cpu=cpu_model(), **nvidia_smi())
+    # a GPU image may carry releases outside genet_jax's ranges (then run with GENET_JAX_IGNORE_VERSIONS=1)
+    env["unsupported_versions"] = [problem for problem in map(versions.check, versions.SUPPORTED) if problem]
     return env
 
 

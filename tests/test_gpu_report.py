@@ -29,6 +29,7 @@ def test_quick_report_runs_every_section_on_the_cpu(tmp_path):
     env = report["environment"]
     for key in ("device", "cpu", "jax", "jaxlib", "flax", "torch", "python", "jax_device_kind", "conv_impl_auto"):
         assert env.get(key), key
+    assert env["unsupported_versions"] == []
     sections = report["sections"]
     assert list(sections) == ["environment", "correctness", "jax_inference", "torch_inference", "peers",
                               "jax_training", "torch_training", "torch_compile", "scaling"]
