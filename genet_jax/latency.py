@@ -54,6 +54,13 @@ class LatencyResult:
         return dataclasses.asdict(self)
 
 
+def model_timing_variables(model, resolution: Optional[int] = None) -> dict:
+    """`timing_variables` of a MasterNet's (unfolded) initialiser: its variable tree filled on the
+    host, with no initialiser compiled (several seconds per network on XLA:CPU)."""
+    shape = jax.ShapeDtypeStruct(model.input_shape(1, resolution), jnp.float32)
+    return timing_variables(lambda x: model.init(jax.random.PRNGKey(0), x, train=False), shape)
+
+
 def _forward_inputs(arch, resolution: Optional[int], settings: ProbeSettings, fold_bn: bool, variables):
     """(spec, model, variables, images) on the first device, ready to time. The BN-folded (inference)
     form keeps its weights in the compute dtype, as a deployed network does; otherwise every call
@@ -66,9 +73,7 @@ def _forward_inputs(arch, resolution: Optional[int], settings: ProbeSettings, fo
     dtype = canonical_dtype(settings.dtype)
     model = create_model(spec, dtype=dtype, conv_impl=settings.conv_impl, fold_bn=fold_bn)
     if variables is None:
-        unfolded = create_model(spec, dtype=dtype, conv_impl=settings.conv_impl)
-        variables = timing_variables(lambda x: unfolded.init(jax.random.PRNGKey(0), x, train=False),
-                                     jax.ShapeDtypeStruct(model.input_shape(1), jnp.float32))
+        variables = model_timing_variables(create_model(spec, dtype=dtype, conv_impl=settings.conv_impl))
     if fold_bn:
         variables = jax.tree_util.tree_map(lambda v: jnp.asarray(v, dtype), fold_batch_norm(variables))
     device = jax.devices()[0]

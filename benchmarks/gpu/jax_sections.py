@@ -13,8 +13,9 @@ import numpy as np
 
 import genet_jax as g
 from genet_jax.conv_ops import resolve_conv_impl
-from genet_jax.latency import probe_latency
-from genet_jax.timing import time_runs, timing_variables, trimmed_mean
+from genet_jax.latency import model_timing_variables, probe_latency
+from genet_jax.layers import BN_MOMENTUM
+from genet_jax.timing import time_runs, trimmed_mean
 from genet_jax.training import optim, steps
 
 from benchmarks.gpu.plan import Budget, Plan, label
@@ -26,7 +27,6 @@ MEMORY_HEADROOM = 0.85  # of the device's memory a training batch may plan to us
 NUM_CLASSES_LOSS_CHECK = 10
 # GENet-light/normal at 64x64 on CPU: loss 2.5 -> 0.5 on one batch of 32 in 10 steps (at 0.4: 5.8 at step 4)
 LOSS_CHECK_LR_PER_256 = 0.2
-BN_MOMENTUM = 0.9  # genet_jax.layers: running = momentum * running + (1 - momentum) * batch
 
 
 def recipe(dtype: str, lr_per_256: float = 0.1) -> types.SimpleNamespace:
@@ -40,17 +40,10 @@ def recipe(dtype: str, lr_per_256: float = 0.1) -> types.SimpleNamespace:
               teacher=ns(checkpoint=""))
 
 
-def host_variables(model, resolution: int) -> dict:
-    """Variables filled on the host (kernels ~ N(0, 1/fan_in), BN identity; genet_jax.timing):
-    jit-compiling Flax's initialiser costs seconds per network and nothing measured here needs it."""
-    shape = jax.ShapeDtypeStruct(model.input_shape(1, resolution), jnp.float32)
-    return timing_variables(lambda x: model.init(jax.random.PRNGKey(0), x), shape)
-
-
 def calibrated_variables(model, images) -> dict:
     """Variables whose BN running statistics are the batch statistics of `images`, so eval-mode
     activations stay O(1) through every unit and logit tolerances mean something."""
-    variables = host_variables(model, images.shape[1])
+    variables = model_timing_variables(model, images.shape[1])
     _, updates = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]))(variables, images)
     # one update from (mean 0, var 1): running = momentum * initial + (1 - momentum) * batch
     stats = jax.tree_util.tree_map_with_path(
@@ -97,7 +90,7 @@ def loss_decreases(plan: Plan, device) -> dict:
     mesh = steps.create_mesh([device])
     step = steps.jit_train_step(steps.make_train_step(model, tx, config, schedule), mesh)
     replicated, sharded = steps.shardings(mesh)
-    state = jax.device_put(steps.init_state(host_variables(model, spec.resolution), tx), replicated)
+    state = jax.device_put(steps.init_state(model_timing_variables(model, spec.resolution), tx), replicated)
     rng = np.random.default_rng(1)
     batch = jax.device_put({"image": rng.integers(0, 256, (plan.check_batch * 4, spec.resolution, spec.resolution, 3),
                                                   dtype=np.uint8),
@@ -116,7 +109,7 @@ def jax_inference(plan: Plan, emit, budget: Budget) -> None:
     """The library's probe (genet_jax.latency, the platform's protocol) on the BN-folded networks."""
     for dtype in plan.dtypes:
         for arch, resolution in plan.genets.items():
-            variables = host_variables(g.create_model(arch, resolution=resolution), resolution)
+            variables = model_timing_variables(g.create_model(arch, resolution=resolution), resolution)
             for batch in plan.batches:
                 if not budget.allows(f"{label(arch)} {dtype} batch {batch}"):
                     continue
@@ -142,7 +135,8 @@ class TrainingBench:
         self.mesh = steps.create_mesh(devices)
         self.replicated, self.sharded = steps.shardings(self.mesh)
         self.step = steps.jit_train_step(steps.make_train_step(model, tx, config, schedule), self.mesh)
-        self.host_state = jax.device_get(steps.init_state(host_variables(model, self.spec.resolution), tx))
+        variables = model_timing_variables(model, self.spec.resolution)
+        self.host_state = jax.device_get(steps.init_state(variables, tx))
         self.compiled: dict[int, tuple] = {}
 
     def inputs(self, batch_size: int, abstract: bool = False) -> dict:

@@ -13,9 +13,9 @@ from typing import Optional, Sequence
 
 from tqdm import tqdm
 
-from genet_jax.latency import PAPER_RUNS, probe_latency
+from genet_jax.latency import PAPER_RUNS, model_timing_variables, probe_latency
 from genet_jax.measure.output import new_figure, parse_numbers, positive_int, save_figure, write_csv
-from genet_jax.model import create_model, init_variables
+from genet_jax.model import create_model
 
 
 def sweep(archs: Sequence[str], batches: Sequence[int], resolution: Optional[int] = None, dtype: str = "float32",
@@ -25,7 +25,7 @@ def sweep(archs: Sequence[str], batches: Sequence[int], resolution: Optional[int
     rows = []
     with tqdm(total=len(archs) * len(batches), desc="latency", unit="probe", disable=not progress) as bar:
         for arch in archs:
-            variables = init_variables(create_model(arch, resolution=resolution), 0)  # once per network
+            variables = model_timing_variables(create_model(arch, resolution=resolution))  # once per network
             for batch in batches:
                 result = probe_latency(arch, batch, resolution, dtype, fold_bn, runs=runs, warmup=warmup,
                                        variables=variables, rounds=rounds)
