@@ -44,11 +44,11 @@ def main(argv):
     import jax
     if flags.FLAGS.distributed:
         jax.distributed.initialize()
-    from genet_jax.checkpoint import CheckpointError
+    from genet_jax.interop.model_checkpoint import CheckpointError
     from genet_jax.data.sources import DataError
     from genet_jax.nas.driver import Search, SearchError
     from genet_jax.nas.select import NoStructureFits
-    from genet_jax.spec import SpecError
+    from genet_jax.arch.spec import SpecError
     from genet_jax.training.config import ConfigError
     from genet_jax.training.loop import TrainingDiverged
 

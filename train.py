@@ -26,7 +26,7 @@ def main(argv):
     import jax
     if flags.FLAGS.distributed:
         jax.distributed.initialize()
-    from genet_jax.checkpoint import CheckpointError
+    from genet_jax.interop.model_checkpoint import CheckpointError
     from genet_jax.data.sources import DataError
     from genet_jax.training.config import ConfigError
     from genet_jax.training.loop import TrainingDiverged, train

@@ -2,7 +2,7 @@
 highest and lowest 10% dropped, mean of the rest):
 
   1. GENet-normal inference, batch 64, 192x192, float32, eval mode: this project (lax convs; the
-     CPU conv kernels of genet_jax.conv_ops; plus BN folding) against the project's PyTorch module
+     CPU conv kernels of genet_jax.models.conv_ops; plus BN folding) against the project's PyTorch module
      (eager, torch's default threads; NCHW, channels_last, and BN-folded channels_last).
   2. One SGD training step of GENet-light (forward, backward, update; BN in training mode), same
      batch and resolution in both frameworks.
@@ -33,8 +33,8 @@ import torch  # noqa: E402
 
 import genet_jax as g  # noqa: E402
 from genet_jax.latency import probe_latency  # noqa: E402
-from genet_jax.timing import time_runs, trimmed_mean  # noqa: E402
-from genet_jax.torch_model import TorchGENet  # noqa: E402
+from genet_jax.latency.timing import time_runs, trimmed_mean  # noqa: E402
+from genet_jax.interop.torch_model import TorchGENet  # noqa: E402
 
 
 def matmul_peak(runs: int, size: int = 2048) -> float:

@@ -25,9 +25,9 @@ def main(argv):
     logging.getLogger("absl").setLevel(logging.WARNING)
     import jax
 
-    from genet_jax.checkpoint import CheckpointError, load_model_checkpoint
+    from genet_jax.interop.model_checkpoint import CheckpointError, load_model_checkpoint
     from genet_jax.data.sources import DataError, open_source
-    from genet_jax.model import MasterNet, canonical_dtype
+    from genet_jax.models.network import MasterNet, canonical_dtype
     from genet_jax.training import steps
     from genet_jax.training.loop import evaluate
 

@@ -19,9 +19,9 @@ import sys
 from typing import Any, Optional
 
 from genet_jax import interop
-from genet_jax.checkpoint import CheckpointError, load_model_checkpoint, save_model_checkpoint
-from genet_jax.registry import list_models, resolve_spec
-from genet_jax.spec import NetworkSpec, SpecError
+from genet_jax.interop.model_checkpoint import CheckpointError, load_model_checkpoint, save_model_checkpoint
+from genet_jax.arch.registry import list_models, resolve_spec
+from genet_jax.arch.spec import NetworkSpec, SpecError
 
 
 class ExportError(RuntimeError):
@@ -43,7 +43,7 @@ def export_pth(spec: NetworkSpec, variables: Any, layout: str, out: str, extras:
     torch.save({"state_dict": tensors} if layout == "official" else tensors, out)
     written, sidecar = [out], sidecar_paths(out)[layout]
     if layout == "official":
-        from genet_jax.structure_string import to_structure_string
+        from genet_jax.arch.structure_string import to_structure_string
         with open(sidecar, "w") as f:
             f.write(to_structure_string(spec) + "\n")
         written.append(sidecar)
@@ -176,7 +176,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             ckpt = load_model_checkpoint(args.checkpoint)
             spec, variables, extras = ckpt.spec, ckpt.variables, ckpt.extras
         else:
-            from genet_jax.model import create_model, init_variables
+            from genet_jax.models.network import create_model, init_variables
             model = create_model(args.arch, num_classes=args.num_classes)
             spec, variables, extras = model.spec, init_variables(model, args.seed), None
         for path in export_pth(spec, variables, args.format, args.out, extras):

@@ -14,9 +14,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from genet_jax.checkpoint import CheckpointError, load_model_checkpoint
-from genet_jax.model import MasterNet
-from genet_jax.preprocessing import ImageError, eval_preprocess, load_rgb
+from genet_jax.interop.model_checkpoint import CheckpointError, load_model_checkpoint
+from genet_jax.models.network import MasterNet
+from genet_jax.data.images import ImageError, eval_preprocess, load_rgb
 
 
 def predict_images(checkpoint_dir: str, paths: list[str], top_k: int = 5, resolution: Optional[int] = None,

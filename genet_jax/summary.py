@@ -12,9 +12,9 @@ from typing import Optional
 
 from tabulate import tabulate
 
-from genet_jax.counting import count_spec
-from genet_jax.registry import resolve_spec
-from genet_jax.spec import NetworkSpec, SpecError
+from genet_jax.arch.counting import count_spec
+from genet_jax.arch.registry import resolve_spec
+from genet_jax.arch.spec import NetworkSpec, SpecError
 
 
 def summary_rows(spec: NetworkSpec, resolution: Optional[int] = None) -> list[dict]:

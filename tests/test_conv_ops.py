@@ -1,4 +1,4 @@
-"""The per-backend conv kernels (genet_jax.conv_ops) agree with lax.conv_general_dilated, in value
+"""The per-backend conv kernels (genet_jax.models.conv_ops) agree with lax.conv_general_dilated, in value
 and gradient, and a network gives the same logits and parameters whichever is used."""
 import jax
 import jax.numpy as jnp
@@ -7,7 +7,7 @@ import pytest
 from jax import lax
 
 import genet_jax as g
-from genet_jax import conv_ops
+from genet_jax.models import conv_ops
 from tests.helpers import calibrated_variables, variable_shapes
 
 NHWC = ("NHWC", "HWIO", "NHWC")

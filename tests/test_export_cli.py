@@ -12,12 +12,12 @@ from PIL import Image
 
 import genet_jax as g
 from genet_jax import export, interop, predict
-from genet_jax.checkpoint import CheckpointError, load_model_checkpoint, save_model_checkpoint
-from genet_jax.preprocessing import eval_preprocess, load_rgb
+from genet_jax.interop.model_checkpoint import CheckpointError, load_model_checkpoint, save_model_checkpoint
+from genet_jax.data.images import eval_preprocess, load_rgb
 from tests.helpers import calibrated_variables
 
 torch = pytest.importorskip("torch", reason="torch: an optional dependency (requirements-dev.txt installs it)")
-from genet_jax.torch_model import TorchGENet  # noqa: E402
+from genet_jax.interop.torch_model import TorchGENet  # noqa: E402
 
 
 def _leaves_equal(a, b):

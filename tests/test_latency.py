@@ -9,10 +9,10 @@ import pytest
 
 import genet_jax as g
 from genet_jax import export
-from genet_jax.checkpoint import save_model_checkpoint
-from genet_jax.latency import main as latency_main
+from genet_jax.interop.model_checkpoint import save_model_checkpoint
+from genet_jax.latency.cli import main as latency_main
 from genet_jax.latency import probe_latency
-from genet_jax.timing import CPU_PROTOCOL, ProbeSettings, time_runs, trimmed_mean
+from genet_jax.latency.timing import CPU_PROTOCOL, ProbeSettings, time_runs, trimmed_mean
 from genet_jax.measure import batch_sweep, block_profile, kernel_rank
 from tests.helpers import random_variables
 

@@ -6,7 +6,7 @@ import pytest
 from flax import traverse_util
 
 import genet_jax as g
-from genet_jax.spec import NetworkSpec, SpecError, SuperBlockSpec
+from genet_jax.arch.spec import NetworkSpec, SpecError, SuperBlockSpec
 from tests.helpers import random_variables, variable_shapes
 
 PAPER_COUNTS = {  # name: (parameters with 1000 classes, multiply-adds, resolution)

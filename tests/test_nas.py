@@ -8,7 +8,7 @@ import pytest
 
 from genet_jax import NetworkSpec, create_model
 from genet_jax.latency import probe_latency
-from genet_jax.model import canonical_dtype, init_variables
+from genet_jax.models.network import canonical_dtype, init_variables
 from genet_jax.nas import store
 from genet_jax.nas.inherit import COPIED, FRESH, PARTIAL, inherit_variables
 from genet_jax.nas.latency_table import (
@@ -22,8 +22,8 @@ from genet_jax.nas.latency_table import (
 from genet_jax.nas.regress import Sample, fit_local_linear_model, fit_quality, leave_one_out
 from genet_jax.nas.select import Candidates, predict_accuracy, predict_latency, sample_candidates, select
 from genet_jax.nas.space import BlockType, SearchSpace, make_block, perturbations, shard_jobs, spec_key
-from genet_jax.spec import SuperBlockSpec
-from genet_jax.timing import ProbeSettings
+from genet_jax.arch.spec import SuperBlockSpec
+from genet_jax.latency.timing import ProbeSettings
 from tests.helpers import random_variables
 
 MASTER = NetworkSpec.from_dict({

@@ -4,7 +4,7 @@ import json
 import pytest
 
 import genet_jax as g
-from genet_jax.spec import NetworkSpec, SpecError, SuperBlockSpec
+from genet_jax.arch.spec import NetworkSpec, SpecError, SuperBlockSpec
 
 GOOD_BLOCK = dict(block_type="BL", depth=2, width=64, stride=2, kernel_size=3, ratio=0.25)
 GOOD_NET = dict(stem_width=16, blocks=[dict(block_type="XX", depth=1, width=32, stride=2),

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from configs.common import base_config
-from genet_jax.checkpoint import load_model_checkpoint
+from genet_jax.interop.model_checkpoint import load_model_checkpoint
 from genet_jax.data import pipeline, transforms
 from genet_jax.data.sources import DataError, open_source, tfds_source
 from tests.conftest import REPO_ROOT

@@ -14,7 +14,7 @@ from PIL import Image
 
 import genet_jax as g
 from genet_jax import export, interop
-from genet_jax.checkpoint import load_model_checkpoint
+from genet_jax.interop.model_checkpoint import load_model_checkpoint
 from tests.conftest import REPO_ROOT
 
 TINY = json.dumps({"stem_width": 8, "stem_stride": 1, "final_width": 32, "num_classes": 10, "resolution": 16,
@@ -185,7 +185,7 @@ def test_image_folder_with_bad_files(tmp_path, cache_decoded):
 
 def test_finetune_imported_pytorch_checkpoint(tmp_path):
     torch = pytest.importorskip("torch")
-    from genet_jax.torch_model import TorchGENet
+    from genet_jax.interop.torch_model import TorchGENet
 
     spec = g.resolve_spec("genet_light")
     torch.manual_seed(0)

@@ -12,10 +12,10 @@ import jax.numpy as jnp
 import numpy as np
 
 import genet_jax as g
-from genet_jax.conv_ops import resolve_conv_impl
+from genet_jax.models.conv_ops import resolve_conv_impl
 from genet_jax.latency import model_timing_variables, probe_latency
-from genet_jax.layers import BN_MOMENTUM
-from genet_jax.timing import time_runs, trimmed_mean
+from genet_jax.models.layers import BN_MOMENTUM
+from genet_jax.latency.timing import time_runs, trimmed_mean
 from genet_jax.training import optim, steps
 
 from benchmarks.gpu.plan import Budget, Plan, label

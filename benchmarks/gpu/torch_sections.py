@@ -10,9 +10,9 @@ import numpy as np
 import torch
 
 import genet_jax as g
-from genet_jax.preprocessing import IMAGENET_MEAN, IMAGENET_STD
-from genet_jax.timing import PAPER_TRIM, platform_protocol, time_runs, trimmed_mean
-from genet_jax.torch_model import TorchGENet
+from genet_jax.data.images import IMAGENET_MEAN, IMAGENET_STD
+from genet_jax.latency.timing import PAPER_TRIM, platform_protocol, time_runs, trimmed_mean
+from genet_jax.interop.torch_model import TorchGENet
 
 from benchmarks.gpu.plan import Budget, Plan, label
 
@@ -30,7 +30,7 @@ def synchronize(_result=None) -> None:
 
 
 def torch_seconds(fn, runs: int, warmup: int) -> float:
-    """genet_jax.timing's protocol (warm-up calls + the platform's warm-up seconds, `runs` timed
+    """genet_jax.latency.timing's protocol (warm-up calls + the platform's warm-up seconds, `runs` timed
     calls each ended by a device synchronisation, 10% trimmed at each end), for torch."""
     warmup_seconds = platform_protocol("gpu" if torch.cuda.is_available() else "cpu").warmup_seconds
     return trimmed_mean(time_runs(fn, runs, warmup, warmup_seconds=warmup_seconds, sync=synchronize), PAPER_TRIM)

@@ -37,7 +37,7 @@ def search_config(train: ml_collections.ConfigDict) -> ml_collections.ConfigDict
     c.latency.conv_impl = "auto"              # resolved for the probing device (recorded in the results)
     c.latency.runs = 30
     c.latency.trim = 0.1
-    # unset: the platform's protocol (genet_jax.timing): 1 round, 10 runs + 0.2 s warm-up on GPU/TPU;
+    # unset: the platform's protocol (genet_jax.latency.timing): 1 round, 10 runs + 0.2 s warm-up on GPU/TPU;
     # 3 rounds (fastest kept: the host has slow spells), 5 warm-up runs on CPU
     c.latency.warmup = config_dict.placeholder(int)
     c.latency.rounds = config_dict.placeholder(int)

@@ -21,7 +21,7 @@ import numpy as np
 
 from genet_jax.data import transforms
 from genet_jax.data.sources import DataError, PairedRecords, Source
-from genet_jax.preprocessing import ImageError
+from genet_jax.data.images import ImageError
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from genet_jax.preprocessing import ImageError, eval_resize_crop, load_rgb
+from genet_jax.data.images import ImageError, eval_resize_crop, load_rgb
 
 
 def to_pil(image: Any) -> Image.Image:

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from genet_jax.latency import PAPER_RUNS, model_timing_variables, probe_latency
 from genet_jax.measure.output import new_figure, parse_numbers, positive_int, save_figure, write_csv
-from genet_jax.model import create_model
+from genet_jax.models.network import create_model
 
 
 def sweep(archs: Sequence[str], batches: Sequence[int], resolution: Optional[int] = None, dtype: str = "float32",

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from genet_jax.latency import PAPER_RUNS, probe_latency
 from genet_jax.measure.output import new_figure, parse_numbers, positive_int, save_figure, write_csv
-from genet_jax.spec import NetworkSpec, SpecError, SuperBlockSpec
+from genet_jax.arch.spec import NetworkSpec, SpecError, SuperBlockSpec
 
 PROFILE_DEPTH = {"XX": 5, "BL": 10, "DW": 10}
 

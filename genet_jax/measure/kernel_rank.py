@@ -14,7 +14,7 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 
 from genet_jax.measure.output import new_figure, save_figure, write_csv
-from genet_jax.spec import NetworkSpec
+from genet_jax.arch.spec import NetworkSpec
 
 
 def last_kxk_kernels(spec: NetworkSpec, params: Mapping) -> list[dict]:
@@ -67,7 +67,7 @@ def load_params(source: str, arch: Optional[str] = None) -> tuple[NetworkSpec, M
 
         spec, variables, _, _ = read_pth(source, arch=arch)
         return spec, variables["params"]
-    from genet_jax.checkpoint import load_model_checkpoint
+    from genet_jax.interop.model_checkpoint import load_model_checkpoint
 
     checkpoint = load_model_checkpoint(source)
     return checkpoint.spec, checkpoint.variables["params"]
@@ -80,7 +80,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--arch", default=None, help="architecture of a .pth that matches no registered network")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
-    from genet_jax.checkpoint import CheckpointError
+    from genet_jax.interop.model_checkpoint import CheckpointError
     from genet_jax.export import ExportError
 
     try:

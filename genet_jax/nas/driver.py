@@ -32,12 +32,12 @@ from genet_jax.measure.output import write_csv
 from genet_jax.nas import regress, report, store
 from genet_jax.nas.inherit import inherit_variables, summarize
 from genet_jax.nas.latency_table import LatencyTable, PartProbeCache, build_latency_table
-from genet_jax.nas.probes import NetworkProbe
+from genet_jax.nas.probe_cache import NetworkProbe
 from genet_jax.nas.select import NoStructureFits, predict_accuracy, predict_latency, sample_candidates, select
 from genet_jax.nas.space import Perturbation, SearchSpace, perturbations, shard_jobs
 from genet_jax.nas.store import fingerprint, read_json, write_json
-from genet_jax.spec import NetworkSpec
-from genet_jax.timing import ProbeSettings, measurement_context
+from genet_jax.arch.spec import NetworkSpec
+from genet_jax.latency.timing import ProbeSettings, measurement_context
 
 log = logging.getLogger("genet_jax.search")
 BASELINE = -1  # the `block` of the baseline job
@@ -50,7 +50,7 @@ class SearchError(RuntimeError):
 
 class Search:
     def __init__(self, config: ml_collections.ConfigDict):
-        from genet_jax.registry import resolve_spec
+        from genet_jax.arch.registry import resolve_spec
 
         self.config = config
         self.workdir = os.path.abspath(config.workdir)
@@ -97,7 +97,7 @@ class Search:
     # ---- step 1: the MasterNet ----------------------------------------------------------------
     def master(self) -> dict:
         """{'spec', 'accuracy', 'checkpoint'}: trained through the trainer, or a given checkpoint evaluated."""
-        from genet_jax.checkpoint import load_model_checkpoint
+        from genet_jax.interop.model_checkpoint import load_model_checkpoint
         from genet_jax.training.loop import train
 
         path = os.path.join(self.workdir, "master.json")
@@ -131,7 +131,7 @@ class Search:
         return read_json(path)
 
     def evaluate(self, spec: NetworkSpec, variables: dict) -> float:
-        from genet_jax.model import MasterNet, canonical_dtype
+        from genet_jax.models.network import MasterNet, canonical_dtype
         from genet_jax.training import steps
         from genet_jax.training.loop import evaluate
 
@@ -152,8 +152,8 @@ class Search:
 
     def finetune(self, shard: int = 0, num_shards: int = 1) -> int:
         """Fine-tune this shard's perturbations not yet in the results store; returns how many ran."""
-        from genet_jax.checkpoint import load_model_checkpoint
-        from genet_jax.model import MasterNet, canonical_dtype, init_variables
+        from genet_jax.interop.model_checkpoint import load_model_checkpoint
+        from genet_jax.models.network import MasterNet, canonical_dtype, init_variables
         from genet_jax.training.loop import train
         from genet_jax.training.metrics import MetricWriter
 
@@ -347,7 +347,7 @@ class Search:
         return {"accuracy": final["eval"]["top1"], "top5": final["eval"]["top5"], "checkpoint": final["checkpoint_dir"]}
 
     def finish(self, allow_missing: bool = False) -> dict:
-        from genet_jax.structure_string import to_structure_string
+        from genet_jax.arch.structure_string import to_structure_string
 
         master = self.master_record()
         model, quality = self.regress(allow_missing)

@@ -18,7 +18,7 @@ from typing import Mapping
 import numpy as np
 from flax import traverse_util
 
-from genet_jax.spec import NetworkSpec
+from genet_jax.arch.spec import NetworkSpec
 
 COPIED, PARTIAL, FRESH = "copied", "partial", "fresh"
 

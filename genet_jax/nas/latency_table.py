@@ -22,14 +22,14 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from genet_jax.conv_ops import global_average_pool
-from genet_jax.counting import conv_out_size
-from genet_jax.layers import BLOCK_MODULES, ConvBN
-from genet_jax.model import canonical_dtype
+from genet_jax.models.conv_ops import global_average_pool
+from genet_jax.arch.counting import conv_out_size
+from genet_jax.models.layers import BLOCK_MODULES, ConvBN
+from genet_jax.models.network import canonical_dtype
 from genet_jax.nas.space import BlockType, SearchSpace
 from genet_jax.nas.store import MeasurementCache, fingerprint
-from genet_jax.spec import NetworkSpec, UnitConfig, mid_width
-from genet_jax.timing import ProbeSettings, measurement_context, time_forward, timing_variables
+from genet_jax.arch.spec import NetworkSpec, UnitConfig, mid_width
+from genet_jax.latency.timing import ProbeSettings, measurement_context, time_forward, timing_variables
 
 
 class _Tail(nn.Module):

@@ -17,7 +17,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from genet_jax.nas.space import BlockType
-from genet_jax.spec import NetworkSpec, SuperBlockSpec
+from genet_jax.arch.spec import NetworkSpec, SuperBlockSpec
 
 TINY_RIDGE = 1e-8  # keeps unidentifiable shared slopes / intercepts at 0 instead of arbitrary
 

@@ -11,7 +11,7 @@ import numpy as np
 from genet_jax.nas.latency_table import LatencyTable
 from genet_jax.nas.regress import LocalLinearModel
 from genet_jax.nas.space import BlockType, SearchSpace, make_block
-from genet_jax.spec import NetworkSpec
+from genet_jax.arch.spec import NetworkSpec
 
 
 class NoStructureFits(RuntimeError):

@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from genet_jax.spec import NetworkSpec, SpecError, SuperBlockSpec
+from genet_jax.arch.spec import NetworkSpec, SpecError, SuperBlockSpec
 
 
 def _ratio_text(ratio: float) -> str:

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from genet_jax.preprocessing import IMAGENET_MEAN, IMAGENET_STD
+from genet_jax.data.images import IMAGENET_MEAN, IMAGENET_STD
 
 
 def normalize_images(images: jax.Array, dtype=jnp.float32) -> jax.Array:

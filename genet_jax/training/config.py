@@ -6,10 +6,10 @@ from typing import Any
 
 import ml_collections
 
-from genet_jax.conv_ops import CONV_IMPLS
-from genet_jax.model import canonical_dtype
-from genet_jax.registry import resolve_spec
-from genet_jax.spec import NetworkSpec, SpecError
+from genet_jax.models.conv_ops import CONV_IMPLS
+from genet_jax.models.network import canonical_dtype
+from genet_jax.arch.registry import resolve_spec
+from genet_jax.arch.spec import NetworkSpec, SpecError
 
 
 class ConfigError(ValueError):

@@ -14,14 +14,14 @@ import jax.numpy as jnp
 import ml_collections
 from tqdm import tqdm
 
-from genet_jax.checkpoint import load_model_checkpoint
+from genet_jax.interop.model_checkpoint import load_model_checkpoint
 from genet_jax.data import pipeline
 from genet_jax.data.autoaugment import make_policy
 from genet_jax.data.sources import Source, open_source
 from genet_jax.data.subsets import HOLDOUT_SPLIT, holdout_split
-from genet_jax.model import MasterNet, canonical_dtype, init_variables
+from genet_jax.models.network import MasterNet, canonical_dtype, init_variables
 from genet_jax.training import optim, steps
-from genet_jax.training.checkpointing import TrainCheckpointer, abstract_like
+from genet_jax.training.train_checkpoints import TrainCheckpointer, abstract_like
 from genet_jax.training.config import ConfigError, model_spec, validate_config
 from genet_jax.training.metrics import MetricWriter
 

@@ -13,7 +13,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from genet_jax.model import MasterNet, canonical_dtype
+from genet_jax.models.network import MasterNet, canonical_dtype
 from genet_jax.training import augment_device
 
 

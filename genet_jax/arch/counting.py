@@ -1,4 +1,5 @@
-"""Parameter and multiply-add counts, from the spec (pure arithmetic) and from a built module.
+"""Parameter and multiply-add counts from a spec (pure arithmetic; genet_jax.models.module_counts
+counts a built module the same way).
 
 Parameters: conv kernels, BN scale and bias (running statistics are not parameters), head weight
 and bias. Multiply-adds: convs and the head; BN, ReLU, additions and pooling are not counted, as
@@ -9,12 +10,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
-import flax.linen as nn
-import jax
-import jax.numpy as jnp
-import numpy as np
 
-from genet_jax.spec import NetworkSpec, UnitConfig
+from genet_jax.arch.spec import NetworkSpec, UnitConfig
 
 
 def conv_out_size(size: int, kernel_size: int, stride: int) -> int:
@@ -70,36 +67,3 @@ def spec_params(spec: NetworkSpec) -> int:
 
 def spec_macs(spec: NetworkSpec, resolution: Optional[int] = None) -> int:
     return sum(r.macs for r in count_spec(spec, resolution))
-
-
-# ---- from a built module -----------------------------------------------------------------
-
-def variables_params(params) -> int:
-    """Number of scalars in a parameter tree."""
-    return int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(params)))
-
-
-def module_counts(model: nn.Module, resolution: Optional[int] = None) -> tuple[int, int]:
-    """(parameters, multiply-adds) of a built model, by abstract evaluation (no FLOPs executed).
-
-    Multiply-adds are read off every nn.Conv / nn.Dense call: kernel size x output positions.
-    """
-    macs = []
-
-    def record(next_fun, args, kwargs, context):
-        out = next_fun(*args, **kwargs)
-        module = context.module
-        if context.method_name == "__call__" and isinstance(module, (nn.Conv, nn.Dense)):
-            kernel = module.variables["params"]["kernel"]
-            positions = int(np.prod(out.shape[1:-1])) if out.ndim > 2 else 1
-            macs.append(int(np.prod(kernel.shape)) * positions)
-        return out
-
-    x = jax.ShapeDtypeStruct(model.input_shape(1, resolution), jnp.float32)
-
-    def init(x):
-        with nn.intercept_methods(record):
-            return model.init(jax.random.PRNGKey(0), x)
-
-    variables = jax.eval_shape(init, x)
-    return variables_params(variables["params"]), sum(macs)

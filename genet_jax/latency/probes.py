@@ -11,10 +11,7 @@ conv kernels and dtype; `timing.measurement_context` is what caches of latencies
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
-import sys
 import time
 from typing import Any, Callable, Optional, Sequence, Union
 
@@ -22,8 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from genet_jax import timing
-from genet_jax.timing import (ACCELERATOR_PROTOCOL, CPU_PROTOCOL, PAPER_RUNS, PAPER_TRIM, ProbeSettings,
+from genet_jax.latency import timing
+from genet_jax.latency.timing import (PAPER_RUNS, PAPER_TRIM, ProbeSettings,
                               time_forward, time_forwards, timing_variables)
 
 
@@ -65,9 +62,9 @@ def _forward_inputs(arch, resolution: Optional[int], settings: ProbeSettings, fo
     """(spec, model, variables, images) on the first device, ready to time. The BN-folded (inference)
     form keeps its weights in the compute dtype, as a deployed network does; otherwise every call
     would convert them."""
-    from genet_jax.folding import fold_batch_norm
-    from genet_jax.model import canonical_dtype, create_model
-    from genet_jax.registry import resolve_spec
+    from genet_jax.models.folding import fold_batch_norm
+    from genet_jax.models.network import canonical_dtype, create_model
+    from genet_jax.arch.registry import resolve_spec
 
     spec = resolve_spec(arch, resolution=resolution)
     dtype = canonical_dtype(settings.dtype)
@@ -92,7 +89,7 @@ def probe_latency(arch: Union[str, Any], batch: int = 64, resolution: Optional[i
 
     Weights are random unless `variables` (unfolded) are given: latency does not depend on values.
     """
-    from genet_jax.counting import spec_macs, spec_params
+    from genet_jax.arch.counting import spec_macs, spec_params
 
     device = timing.current_device()
     settings = ProbeSettings(batch, dtype, conv_impl, runs, warmup, trim, rounds).resolved(device)
@@ -119,56 +116,3 @@ def probe_latencies(archs: Sequence[Any], settings: ProbeSettings = ProbeSetting
         forwards.append((model.apply, variables, images))
     seconds, _ = time_forwards(forwards, settings, timer, progress)
     return [s * 1e3 / settings.batch for s in seconds]
-
-
-def _format(result: LatencyResult) -> str:
-    return (f"{result.name}: {result.ms_per_image:.4f} ms/image ({result.images_per_second:.1f} images/s, "
-            f"{result.batch_ms:.2f} ms per batch of {result.batch}) at {result.resolution}x{result.resolution} "
-            f"{result.dtype}{' BN-folded' if result.fold_bn else ''}; compile {result.compile_seconds:.1f} s; "
-            f"{result.device_kind} ({result.platform}), JAX {result.jax_version}; "
-            f"mean of the middle {100 * (1 - 2 * result.trim):.0f}% of {result.runs} runs"
-            f"{f', fastest of {result.rounds} rounds' if result.rounds > 1 else ''}")
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m genet_jax.latency", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--arch", action="append", required=True,
-                        help="registered name, spec .json / structure-string .txt, or inline JSON; repeatable")
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--resolution", type=int, default=None, help="default: the spec's resolution")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    parser.add_argument("--fold-bn", action="store_true", help="fold BN into the convs first (inference form)")
-    parser.add_argument("--conv-impl", default="auto", choices=["auto", "lax", "taps"])
-    parser.add_argument("--runs", type=int, default=PAPER_RUNS)
-    parser.add_argument("--warmup", type=int, default=None,
-                        help=f"warm-up runs (default: {CPU_PROTOCOL.warmup} on CPU, {ACCELERATOR_PROTOCOL.warmup} "
-                             f"+ {ACCELERATOR_PROTOCOL.warmup_seconds} s on GPU/TPU)")
-    parser.add_argument("--rounds", type=int, default=None,
-                        help="repeat the protocol this many times and keep the fastest round (default: "
-                             f"{CPU_PROTOCOL.rounds} on CPU, whose host has slow spells; "
-                             f"{ACCELERATOR_PROTOCOL.rounds} on GPU/TPU, the paper's)")
-    parser.add_argument("--json", action="store_true", help="one JSON object per network on stdout")
-    args = parser.parse_args(argv)
-    for name in ("batch", "runs", "rounds"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
-    if args.warmup is not None and args.warmup < 0:
-        parser.error(f"--warmup must be >= 0, got {args.warmup}")
-    from genet_jax.spec import SpecError
-
-    status = 0
-    for arch in args.arch:
-        try:
-            result = probe_latency(arch, args.batch, args.resolution, args.dtype, args.fold_bn, args.conv_impl,
-                                   args.runs, args.warmup, rounds=args.rounds)
-        except (SpecError, ValueError) as e:
-            print(f"error: --arch {arch}: {e}", file=sys.stderr)
-            status = 2
-            continue
-        print(json.dumps(result.to_dict()) if args.json else _format(result), flush=True)
-    return status
-
-
-if __name__ == "__main__":
-    sys.exit(main())

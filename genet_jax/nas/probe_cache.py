@@ -10,8 +10,8 @@ from tqdm import tqdm
 
 from genet_jax.nas.space import spec_key
 from genet_jax.nas.store import MeasurementCache, fingerprint
-from genet_jax.spec import NetworkSpec
-from genet_jax.timing import ProbeSettings, measurement_context
+from genet_jax.arch.spec import NetworkSpec
+from genet_jax.latency.timing import ProbeSettings, measurement_context
 
 
 class NetworkProbe:

@@ -71,7 +71,7 @@ class ProbeSettings:
     warmup_seconds: Optional[float] = None
 
     def resolved(self, device: Optional[DeviceIdentity] = None) -> "ProbeSettings":
-        from genet_jax.conv_ops import resolve_conv_impl
+        from genet_jax.models.conv_ops import resolve_conv_impl
 
         platform = (device or current_device()).platform
         defaults = platform_protocol(platform)

@@ -1,6 +1,6 @@
 """A standalone PyTorch GENet built from any NetworkSpec (plain torch, no timm).
 
-Same semantics as the Flax model (genet_jax.layers) and the same module tree, so its state_dict
+Same semantics as the Flax model (genet_jax.models.layers) and the same module tree, so its state_dict
 keys are the Flax paths: `stage0.unit0.conv1.conv.weight`, `...bn.running_mean`, `head.weight`.
 Import torch lazily: the rest of genet_jax does not need it.
 """
@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from genet_jax.layers import BN_EPSILON
-from genet_jax.spec import NetworkSpec, UnitConfig
+from genet_jax.models.layers import BN_EPSILON
+from genet_jax.arch.spec import NetworkSpec, UnitConfig
 
 
 class TorchConvBN(nn.Module):

@@ -11,8 +11,8 @@ from typing import Any, Callable
 import flax.linen as nn
 import jax.numpy as jnp
 
-from genet_jax.conv_ops import conv_function
-from genet_jax.spec import UnitConfig
+from genet_jax.models.conv_ops import conv_function
+from genet_jax.arch.spec import UnitConfig
 
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9  # Flax convention: PyTorch's momentum 0.1
@@ -27,7 +27,7 @@ def conv_kernel_init(groups: int) -> Callable:
 
 class ConvBN(nn.Module):
     """kxk conv (no bias) -> BN -> optional ReLU. With `fold_bn` the BN is already folded into the
-    conv, which then carries a bias (see genet_jax.folding)."""
+    conv, which then carries a bias (see genet_jax.models.folding)."""
 
     features: int
     kernel_size: int = 1

@@ -1,6 +1,6 @@
 """Flax variables <-> PyTorch state_dicts in three key layouts, as NumPy arrays (no torch needed).
 
-- "torch":    genet_jax.torch_model.TorchGENet; keys are the Flax paths (`stage0.unit0.conv1.conv.weight`)
+- "torch":    genet_jax.interop.torch_model.TorchGENet; keys are the Flax paths (`stage0.unit0.conv1.conv.weight`)
 - "official": the authors' PlainNet (`module_list.{n}...`, `fc_linear.*`)
 - "timm":     timm's ByobNet gernet_s/m/l (`stages.{i}.{j}.conv1_kxk.conv.weight`, `head.fc.*`)
 
@@ -15,7 +15,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 from flax import traverse_util
 
-from genet_jax.spec import NetworkSpec
+from genet_jax.arch.spec import NetworkSpec
 
 LAYOUTS = ("torch", "official", "timm")
 _BN_FIELDS = {("params", "scale"): "weight", ("params", "bias"): "bias",
@@ -183,7 +183,7 @@ def _timm_make_divisible(value: float, divisor: int = 8) -> int:
 
 def timm_model_name(spec: NetworkSpec) -> str | None:
     """'gernet_s' / 'gernet_m' / 'gernet_l' when `spec` is one of timm's models (any class count)."""
-    from genet_jax.registry import resolve_spec
+    from genet_jax.arch.registry import resolve_spec
     for ours, theirs in TIMM_NAMES.items():
         if resolve_spec(ours).replace(num_classes=spec.num_classes, resolution=spec.resolution) == spec:
             return theirs

@@ -13,7 +13,7 @@ from typing import Mapping
 import jax.numpy as jnp
 from flax import traverse_util
 
-from genet_jax.layers import BN_EPSILON
+from genet_jax.models.layers import BN_EPSILON
 
 
 def fold_batch_norm(variables: Mapping, epsilon: float = BN_EPSILON) -> dict:

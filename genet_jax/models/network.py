@@ -8,10 +8,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from genet_jax.conv_ops import global_average_pool, resolve_conv_impl
-from genet_jax.layers import ConvBN, Dtype, SuperBlock
-from genet_jax.registry import resolve_spec
-from genet_jax.spec import NetworkSpec, SpecError
+from genet_jax.models.conv_ops import global_average_pool, resolve_conv_impl
+from genet_jax.models.layers import ConvBN, Dtype, SuperBlock
+from genet_jax.arch.registry import resolve_spec
+from genet_jax.arch.spec import NetworkSpec, SpecError
 
 _DTYPES = {"float32": jnp.float32, "fp32": jnp.float32, "bfloat16": jnp.bfloat16, "bf16": jnp.bfloat16,
            "float16": jnp.float16, "fp16": jnp.float16}
@@ -40,7 +40,7 @@ class MasterNet(nn.Module):
     dtype: Dtype = jnp.float32
     zero_init_last_bn: bool = False
     fold_bn: bool = False
-    conv_impl: str = "auto"  # see genet_jax.conv_ops; "auto" is resolved when the module is built
+    conv_impl: str = "auto"  # see genet_jax.models.conv_ops; "auto" is resolved when the module is built
 
     def __post_init__(self):
         object.__setattr__(self, "conv_impl", resolve_conv_impl(self.conv_impl))  # frozen dataclass field
@@ -73,7 +73,7 @@ def create_model(name_or_spec: Union[str, os.PathLike, NetworkSpec], *, num_clas
     `num_classes` / `resolution` override the spec's. `dtype` is the compute dtype (parameters and BN
     statistics stay float32). `fold_bn=True` gives the inference variant that runs the parameters
     produced by `genet_jax.fold_batch_norm`. `conv_impl` picks the convolution kernels
-    (genet_jax.conv_ops: "auto", "lax" or "taps"); it changes speed, never the parameters. "auto"
+    (genet_jax.models.conv_ops: "auto", "lax" or "taps"); it changes speed, never the parameters. "auto"
     is resolved here, for JAX's default backend: `model.conv_impl` names the kernels that run.
     """
     spec = resolve_spec(name_or_spec, num_classes=num_classes, resolution=resolution)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import uuid
 
-from genet_jax.spec import NetworkSpec, SpecError, SuperBlockSpec
+from genet_jax.arch.spec import NetworkSpec, SpecError, SuperBlockSpec
 
 SUPER_BLOCK_TOKENS = {"SuperResKXKX": "XX", "SuperResK1KXK1": "BL", "SuperResK1DWK1": "DW"}
 TOKEN_FOR_TYPE = {v: k for k, v in SUPER_BLOCK_TOKENS.items()}

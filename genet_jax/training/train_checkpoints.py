@@ -1,6 +1,6 @@
 """Training checkpoints in WORKDIR/checkpoints (orbax CheckpointManager, asynchronous saves): the
 last N steps plus the best by eval top-1. Each step holds the model checkpoint items (`variables`,
-`model`, readable by genet_jax.checkpoint) plus `train_state` (optimizer, step, counters). The data
+`model`, readable by genet_jax.interop.model_checkpoint) plus `train_state` (optimizer, step, counters). The data
 iterator position of every host goes beside it in WORKDIR/data_state/<step>/process_<i>.json."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
-from genet_jax.checkpoint import MODEL_ITEM, VARIABLES_ITEM, CheckpointError
+from genet_jax.interop.model_checkpoint import MODEL_ITEM, VARIABLES_ITEM, CheckpointError
 from genet_jax.training.steps import TrainState
 
 TRAIN_ITEM = "train_state"

@@ -20,7 +20,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import orbax.checkpoint as ocp  # noqa: E402
 
-from genet_jax.spec import NetworkSpec, SpecError  # noqa: E402
+from genet_jax.arch.spec import NetworkSpec, SpecError  # noqa: E402
 
 VARIABLES_ITEM = "variables"
 MODEL_ITEM = "model"
