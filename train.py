@@ -36,10 +36,9 @@ def main(argv):
     except (ConfigError, DataError, CheckpointError, TrainingDiverged) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    top1 = final["eval"].get("top1")
-    print(f"step {final['step']}/{final['total_steps']}: eval top-1 {top1:.4f}" if top1 is not None else
-          f"step {final['step']}/{final['total_steps']}")
-    print(f"checkpoints: {final['checkpoint_dir']}")
+    progress = f"step {final.step}/{final.total_steps}"
+    print(f"{progress}: eval top-1 {final.top1:.4f}" if final.top1 is not None else progress)
+    print(f"checkpoints: {final.checkpoint_dir}")
     print(f"metrics: {os.path.join(os.path.abspath(flags.FLAGS.config.workdir), 'metrics.json')}")
     return 0
 

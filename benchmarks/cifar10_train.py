@@ -47,9 +47,9 @@ def main(argv):
     started = time.time()
     final = train(config)
     wall = time.time() - started
-    result = {"test_top1": final["eval"]["top1"], "test_top5": final["eval"]["top5"], "wall_seconds": wall,
-              "train_images_per_second": final["train_images_per_second"], "epochs": config.num_epochs,
-              "steps": final["step"], "batch_size": config.batch_size, "model": final["model"],
+    result = {"test_top1": final.eval["top1"], "test_top5": final.eval["top5"], "wall_seconds": wall,
+              "train_images_per_second": final.train_images_per_second, "epochs": config.num_epochs,
+              "steps": final.step, "batch_size": config.batch_size, "model": final.model,
               "device": jax.devices()[0].device_kind, "cpu_count": os.cpu_count()}
     os.makedirs(os.path.join(REPO, "benchmarks", "results"), exist_ok=True)
     with open(os.path.join(REPO, "benchmarks", "results", "cifar10_train.json"), "w") as f:

@@ -23,13 +23,11 @@ def main(argv):
     if REPO not in sys.path:
         sys.path.insert(0, REPO)
     logging.getLogger("absl").setLevel(logging.WARNING)
-    import jax
 
     from genet_jax.interop.model_checkpoint import CheckpointError, load_model_checkpoint
     from genet_jax.data.sources import DataError, open_source
-    from genet_jax.models.network import MasterNet, canonical_dtype
-    from genet_jax.training import steps
-    from genet_jax.training.loop import evaluate
+    from genet_jax.training.config import model_from_config
+    from genet_jax.training.evaluation import Evaluator
 
     config = flags.FLAGS.config
     try:
@@ -42,11 +40,8 @@ def main(argv):
         print(f"error: {e}", file=sys.stderr)
         return 2
     size = flags.FLAGS.resolution or ckpt.spec.resolution
-    model = MasterNet(ckpt.spec, canonical_dtype(config.dtype), conv_impl=config.conv_impl)
-    mesh = steps.create_mesh()
-    replicated, batch_sharding = steps.shardings(mesh)
-    eval_step = steps.jit_eval_step(steps.make_eval_step(model, config.eval_flip_tta), mesh)
-    metrics = evaluate(eval_step, jax.device_put(ckpt.variables, replicated), source, config, size, batch_sharding)
+    evaluate = Evaluator(model_from_config(config, ckpt.spec), config)
+    metrics = evaluate(ckpt.variables, source, size)
     print(json.dumps({"checkpoint": ckpt.path, "split": split, "resolution": size, **metrics}, indent=2))
     return 0
 

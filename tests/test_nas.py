@@ -384,7 +384,7 @@ def test_holdout_split_is_seeded_disjoint_and_used_for_evaluation():
     from genet_jax.data.sources import DataError, digits_source
     from genet_jax.data.subsets import holdout_split
     from genet_jax.training.config import ConfigError
-    from genet_jax.training.loop import open_sources
+    from genet_jax.training.inputs import open_sources
 
     source = digits_source("train")
     rest, held = holdout_split(source, 200, seed=5)

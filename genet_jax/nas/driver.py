@@ -72,7 +72,7 @@ class Search:
 
     # ---- data and training ------------------------------------------------------------------
     def sources(self):
-        from genet_jax.training.loop import open_sources
+        from genet_jax.training.inputs import open_sources
 
         if self._sources is None:
             self._sources = open_sources(self.train_config)
@@ -116,9 +116,9 @@ class Search:
             run = self._run_config(os.path.join(self.workdir, "masternet"), self.master_spec,
                                    self.train_config.num_epochs, steps=self.train_config.num_train_steps)
             final = train(run, self.sources())
-            if final["interrupted"]:
+            if final.interrupted:
                 raise SearchError("MasterNet training was interrupted; re-run the same command to resume it")
-            record = {"spec": final["model"], "accuracy": final["eval"]["top1"], "checkpoint": final["checkpoint_dir"]}
+            record = {"spec": final.model, "accuracy": final.eval["top1"], "checkpoint": final.checkpoint_dir}
         write_json(path, record)
         log.info("MasterNet: NAS-validation top-1 %.4f", record["accuracy"])
         return record
@@ -131,17 +131,11 @@ class Search:
         return read_json(path)
 
     def evaluate(self, spec: NetworkSpec, variables: dict) -> float:
-        from genet_jax.models.network import MasterNet, canonical_dtype
-        from genet_jax.training import steps
-        from genet_jax.training.loop import evaluate
+        from genet_jax.training.config import model_from_config
+        from genet_jax.training.evaluation import Evaluator
 
-        c = self.train_config
-        model = MasterNet(spec, canonical_dtype(c.dtype), conv_impl=c.conv_impl)
-        mesh = steps.create_mesh()
-        replicated, batch_sharding = steps.shardings(mesh)
-        eval_step = steps.jit_eval_step(steps.make_eval_step(model, c.eval_flip_tta), mesh)
-        return evaluate(eval_step, jax.device_put(variables, replicated), self.sources()[1], c, spec.resolution,
-                        batch_sharding)["top1"]
+        evaluate = Evaluator(model_from_config(self.train_config, spec), self.train_config)
+        return evaluate(variables, self.sources()[1], spec.resolution)["top1"]
 
     # ---- step 2: perturb and fine-tune ---------------------------------------------------------
     def jobs(self, master_spec: NetworkSpec) -> list[Perturbation]:
@@ -153,7 +147,8 @@ class Search:
     def finetune(self, shard: int = 0, num_shards: int = 1) -> int:
         """Fine-tune this shard's perturbations not yet in the results store; returns how many ran."""
         from genet_jax.interop.model_checkpoint import load_model_checkpoint
-        from genet_jax.models.network import MasterNet, canonical_dtype, init_variables
+        from genet_jax.models.network import init_variables
+        from genet_jax.training.config import model_from_config
         from genet_jax.training.loop import train
         from genet_jax.training.metrics import MetricWriter
 
@@ -168,10 +163,9 @@ class Search:
         out = store.shard_file(results_dir, shard, num_shards)
         ft = self.config.finetune
         writer = MetricWriter(os.path.join(self.workdir, "search_metrics"))
-        c = self.train_config
         try:
             for job in tqdm(todo, desc=f"fine-tunes (shard {shard}/{num_shards})", unit="net"):
-                model = MasterNet(job.spec, canonical_dtype(c.dtype), c.zero_init_last_bn, conv_impl=c.conv_impl)
+                model = model_from_config(self.train_config, job.spec)
                 init_key = jax.random.fold_in(jax.random.PRNGKey(self.config.seed), int(job.key[:7], 16))
                 fresh = jax.device_get(init_variables(model, init_key))
                 variables, inherited = inherit_variables(master_variables, fresh, master_spec, job.spec)
@@ -182,12 +176,12 @@ class Search:
                     run.progress_bar = False
                 started = time.time()
                 final = train(run, self.sources(), variables)
-                if final["interrupted"]:
+                if final.interrupted:
                     raise SearchError("interrupted (SIGTERM); re-run the same command to resume")
                 record = {"key": job.key, "job": job.job, "block": job.block,
                           "replacement": None if job.block == BASELINE else job.spec.blocks[job.block].to_dict(),
                           "spec": job.spec.to_dict(),
-                          "accuracy": final["eval"]["top1"], "top5": final["eval"]["top5"], "steps": final["step"],
+                          "accuracy": final.eval["top1"], "top5": final.eval["top5"], "steps": final.step,
                           "wall_seconds": time.time() - started, "inherited": summarize(inherited)}
                 if jax.process_index() == 0:
                     store.append_result(out, record)
@@ -342,9 +336,9 @@ class Search:
         run = self._run_config(os.path.join(self.workdir, "final", f"r{selection['resolution']}"), spec,
                                self.config.final.epochs, steps=self.config.final.num_train_steps)
         final = train(run, self.sources())
-        if final["interrupted"]:
+        if final.interrupted:
             raise SearchError("interrupted (SIGTERM); re-run the same command to resume")
-        return {"accuracy": final["eval"]["top1"], "top5": final["eval"]["top5"], "checkpoint": final["checkpoint_dir"]}
+        return {"accuracy": final.eval["top1"], "top5": final.eval["top5"], "checkpoint": final.checkpoint_dir}
 
     def finish(self, allow_missing: bool = False) -> dict:
         from genet_jax.arch.structure_string import to_structure_string

@@ -7,7 +7,7 @@ from typing import Any
 import ml_collections
 
 from genet_jax.models.conv_ops import CONV_IMPLS
-from genet_jax.models.network import canonical_dtype
+from genet_jax.models.network import MasterNet, canonical_dtype, create_model
 from genet_jax.arch.registry import resolve_spec
 from genet_jax.arch.spec import NetworkSpec, SpecError
 
@@ -85,3 +85,12 @@ def model_spec(config: ml_collections.ConfigDict, num_classes: int) -> NetworkSp
         except SpecError as e:
             raise ConfigError("resolution", e.reason) from None
     return spec
+
+
+def model_from_config(config: ml_collections.ConfigDict, spec: NetworkSpec) -> MasterNet:
+    """The MasterNet of `spec` as a training config runs it: compute dtype, conv kernels, last-BN init.
+
+    The one way from a config to a model: training, its teacher, evaluation and LLR-NAS build here.
+    """
+    return create_model(spec, dtype=config.dtype, zero_init_last_bn=config.zero_init_last_bn,
+                        conv_impl=config.conv_impl)

@@ -10,20 +10,21 @@ import time
 from typing import Any, Optional
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 from tqdm import tqdm
 
 from genet_jax.interop.model_checkpoint import load_model_checkpoint
 from genet_jax.data import pipeline
 from genet_jax.data.autoaugment import make_policy
-from genet_jax.data.sources import Source, open_source
-from genet_jax.data.subsets import HOLDOUT_SPLIT, holdout_split
-from genet_jax.models.network import MasterNet, canonical_dtype, init_variables
+from genet_jax.data.sources import Source
+from genet_jax.models.network import MasterNet, init_variables
 from genet_jax.training import optim, steps
 from genet_jax.training.train_checkpoints import TrainCheckpointer, abstract_like
-from genet_jax.training.config import ConfigError, model_spec, validate_config
+from genet_jax.training.config import ConfigError, model_from_config, model_spec, validate_config
+from genet_jax.training.evaluation import Evaluator
+from genet_jax.training.inputs import open_sources
 from genet_jax.training.metrics import MetricWriter
+from genet_jax.training.result import TrainResult
 
 log = logging.getLogger("genet_jax.train")
 
@@ -56,21 +57,6 @@ def load_initial_variables(config, model: MasterNet, key: jax.Array) -> dict:
     return {"params": params, "batch_stats": ckpt.variables["batch_stats"]}
 
 
-def evaluate(eval_step, variables, source: Source, config, size: int, batch_sharding) -> dict:
-    per_host = config.data.eval_batch_size // jax.process_count()
-    skips = pipeline.SkipCounter(f"eval {source.name}")
-    totals = None
-    for batch in pipeline.eval_batches(source, size, config.data.eval_crop_fraction, per_host,
-                                       config.data.num_threads, skips):
-        out = eval_step(variables, pipeline.device_put_batch(batch, batch_sharding))
-        totals = out if totals is None else jax.tree_util.tree_map(jnp.add, totals, out)
-    totals = jax.device_get(totals)
-    count = max(float(totals["count"]), 1.0)
-    return {"top1": float(totals["top1"]) / count, "top5": float(totals["top5"]) / count,
-            "loss": float(totals["loss"]) / count, "count": int(totals["count"]),
-            "skipped_images": skips.count + source.skipped}
-
-
 class _Stop:
     """SIGTERM sets a flag; the loop saves and exits at the next step boundary."""
 
@@ -86,31 +72,8 @@ class _Stop:
         signal.signal(signal.SIGTERM, self._previous)
 
 
-def open_sources(config: ml_collections.ConfigDict) -> tuple[Source, Source]:
-    """(train, eval) sources of a training config. With data.holdout_size > 0 that many training
-    examples are held out (seeded) and eval_split 'holdout' evaluates on them."""
-    data = config.data
-    train_source = open_source(data.source, data.train_split, data.data_dir or None)
-    if data.eval_split == HOLDOUT_SPLIT and data.holdout_size <= 0:
-        raise ConfigError("data.eval_split", "'holdout' needs data.holdout_size > 0")
-    if data.holdout_size > 0:
-        if data.holdout_size >= len(train_source):
-            raise ConfigError("data.holdout_size", f"{data.holdout_size} is not smaller than the "
-                                                   f"{len(train_source)} examples of {train_source.name}")
-        train_source, holdout = holdout_split(train_source, data.holdout_size, data.holdout_seed)
-    if data.eval_split == HOLDOUT_SPLIT:
-        eval_source = holdout
-    else:
-        folder_classes = train_source.class_names if data.source.startswith("folder:") else None
-        eval_source = open_source(data.source, data.eval_split, data.data_dir or None, class_names=folder_classes)
-    if data.cache_decoded:
-        train_source = pipeline.decode_in_memory(train_source, data.num_threads, config.progress_bar)
-        eval_source = pipeline.decode_in_memory(eval_source, data.num_threads, config.progress_bar)
-    return train_source, eval_source
-
-
 def train(config: ml_collections.ConfigDict, sources: Optional[tuple[Source, Source]] = None,
-          initial_variables: Optional[dict] = None) -> dict:
+          initial_variables: Optional[dict] = None) -> TrainResult:
     """Train (or resume) the run of `config`. `sources`: already opened (train, eval) sources, as
     `open_sources(config)` returns them. `initial_variables`: start from these instead of a fresh
     initialisation (LLR-NAS fine-tunes with inherited weights); a checkpoint in the workdir wins."""
@@ -138,7 +101,7 @@ def train(config: ml_collections.ConfigDict, sources: Optional[tuple[Source, Sou
         max(1, int(math.ceil(config.num_epochs * steps_per_epoch)))
     eval_every = max(1, int(round(config.eval_every_epochs * steps_per_epoch)))
 
-    model = MasterNet(spec, canonical_dtype(config.dtype), config.zero_init_last_bn, conv_impl=config.conv_impl)
+    model = model_from_config(config, spec)
     base_key = jax.random.PRNGKey(config.seed)
     schedule = optim.learning_rate_schedule(config.optim, config.batch_size, total_steps, steps_per_epoch)
     tx = optim.make_optimizer(config.optim, schedule)
@@ -164,11 +127,11 @@ def train(config: ml_collections.ConfigDict, sources: Optional[tuple[Source, Sou
         if teacher.spec.num_classes != spec.num_classes:
             raise ConfigError("teacher.checkpoint", f"the teacher has {teacher.spec.num_classes} classes, the data "
                                                     f"{spec.num_classes}")
-        teacher_model = MasterNet(teacher.spec, canonical_dtype(config.dtype), conv_impl=config.conv_impl)
+        teacher_model = model_from_config(config, teacher.spec)
         teacher_variables = jax.device_put(teacher.variables, replicated)
 
     train_step = steps.jit_train_step(steps.make_train_step(model, tx, config, schedule, teacher_model), mesh)
-    eval_step = steps.jit_eval_step(steps.make_eval_step(model, config.eval_flip_tta), mesh)
+    evaluate = Evaluator(model, config, mesh)
     skips = pipeline.SkipCounter(f"train {train_source.name}")
     iterator = iter(pipeline.train_dataset(train_source, config.augment, size, per_host_batch, config.seed,
                                            config.data.num_threads, skips, make_policy(config.augment)))
@@ -223,7 +186,7 @@ def train(config: ml_collections.ConfigDict, sources: Optional[tuple[Source, Sou
             pause_start = time.perf_counter()
             if is_eval:
                 check_finite(step)
-                eval_metrics = evaluate(eval_step, state.variables, eval_source, config, size, batch_sharding)
+                eval_metrics = evaluate(state.variables, eval_source, size)
                 writer.write(step, {f"eval/{k}": v for k, v in eval_metrics.items()})
                 log.info("step %d: eval top-1 %.4f top-5 %.4f loss %.4f", step, eval_metrics["top1"],
                          eval_metrics["top5"], eval_metrics["loss"])
@@ -241,15 +204,16 @@ def train(config: ml_collections.ConfigDict, sources: Optional[tuple[Source, Sou
         stop.restore()
 
     if not eval_metrics and not stop.requested:  # re-run of a finished run: report, train nothing
-        eval_metrics = evaluate(eval_step, state.variables, eval_source, config, size, batch_sharding)
+        eval_metrics = evaluate(state.variables, eval_source, size)
     steady = steady_images / steady_seconds if steady_seconds else images_per_second
-    final = {"step": int(jax.device_get(state.step)), "total_steps": total_steps, "eval": eval_metrics,
-             "train_images_per_second": steady, "wall_seconds": time.perf_counter() - started,
-             "skipped_train_images": skips.count + train_source.skipped, "checkpoint_dir": checkpointer.root,
-             "interrupted": stop.requested, "model": spec.to_dict(), "conv_impl": model.conv_impl,
-             "devices": {"count": jax.device_count(), "platform": jax.devices()[0].platform,
-                         "device_kind": jax.devices()[0].device_kind, "jax_version": jax.__version__}}
+    final = TrainResult(
+        step=int(jax.device_get(state.step)), total_steps=total_steps, eval=eval_metrics,
+        train_images_per_second=steady, wall_seconds=time.perf_counter() - started,
+        skipped_train_images=skips.count + train_source.skipped, checkpoint_dir=checkpointer.root,
+        interrupted=stop.requested, model=spec.to_dict(), conv_impl=model.conv_impl,
+        devices={"count": jax.device_count(), "platform": jax.devices()[0].platform,
+                 "device_kind": jax.devices()[0].device_kind, "jax_version": jax.__version__})
     if jax.process_index() == 0:
         with open(os.path.join(workdir, "metrics.json"), "w") as f:
-            json.dump(final, f, indent=2)
+            json.dump(final.to_dict(), f, indent=2)
     return final
