@@ -14,9 +14,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from genet_jax.interop.model_checkpoint import CheckpointError, load_model_checkpoint
-from genet_jax.models.network import MasterNet
+from genet_jax import cli
 from genet_jax.data.images import ImageError, eval_preprocess, load_rgb
+from genet_jax.interop.model_checkpoint import load_model_checkpoint
+from genet_jax.models.network import create_model
 
 
 def predict_images(checkpoint_dir: str, paths: list[str], top_k: int = 5, resolution: Optional[int] = None,
@@ -24,7 +25,7 @@ def predict_images(checkpoint_dir: str, paths: list[str], top_k: int = 5, resolu
     """([{'image', 'top_k': [{'class', 'label', 'probability'}]}], [error messages])."""
     ckpt = load_model_checkpoint(checkpoint_dir)
     size = resolution or ckpt.spec.resolution
-    model = MasterNet(ckpt.spec)  # convolutional: any input size runs; `size` only sets the crop
+    model = create_model(ckpt.spec)  # convolutional: any input size runs; `size` only sets the crop
     labels = ckpt.metadata.get("class_names")
     apply = jax.jit(lambda v, x: jax.nn.softmax(model.apply(v, x), axis=-1))
     images, kept, errors = [], [], []
@@ -46,19 +47,18 @@ def predict_images(checkpoint_dir: str, paths: list[str], top_k: int = 5, resolu
     return results, errors
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m genet_jax.predict", description=__doc__.split("\n\n")[1])
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.parser("python -m genet_jax.predict", __doc__)
     parser.add_argument("--checkpoint", required=True, help="model checkpoint or trainer workdir")
     parser.add_argument("images", nargs="+", metavar="IMAGE")
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--resolution", type=int, help="crop size S (default: the checkpoint spec's)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
-    args = parser.parse_args(argv)
-    try:
-        results, errors = predict_images(args.checkpoint, args.images, args.top_k, args.resolution)
-    except CheckpointError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    results, errors = predict_images(args.checkpoint, args.images, args.top_k, args.resolution)
     for message in errors:
         print(f"error: {message}", file=sys.stderr)
     if args.json:
@@ -69,6 +69,11 @@ def main(argv: Optional[list[str]] = None) -> int:
             for entry in result["top_k"]:
                 print(f"  {entry['probability']:8.4f}  {entry['label']}")
     return 1 if errors else 0
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    return cli.exit_code_of(lambda: run(args))
 
 
 if __name__ == "__main__":

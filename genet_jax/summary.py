@@ -12,9 +12,10 @@ from typing import Optional
 
 from tabulate import tabulate
 
+from genet_jax import cli
 from genet_jax.arch.counting import count_spec
 from genet_jax.arch.registry import resolve_spec
-from genet_jax.arch.spec import NetworkSpec, SpecError
+from genet_jax.arch.spec import NetworkSpec
 
 
 def summary_rows(spec: NetworkSpec, resolution: Optional[int] = None) -> list[dict]:
@@ -40,18 +41,17 @@ def format_table(spec: NetworkSpec, resolution: Optional[int] = None) -> str:
                     colalign=("left", "left") + ("right",) * 8)
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m genet_jax.summary", description=__doc__.split("\n\n")[1])
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.parser("python -m genet_jax.summary", __doc__)
     parser.add_argument("model", help="registered name, spec .json, or authors' structure-string .txt")
     parser.add_argument("--resolution", type=int, help="input resolution (default: the spec's)")
     parser.add_argument("--num-classes", type=int, help="classes of the head (default: the spec's)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
-    args = parser.parse_args(argv)
-    try:
-        spec = resolve_spec(args.model, num_classes=args.num_classes, resolution=args.resolution)
-    except SpecError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    spec = resolve_spec(args.model, num_classes=args.num_classes, resolution=args.resolution)
     if args.json:
         rows = summary_rows(spec)
         print(json.dumps({"model": args.model, "resolution": spec.resolution,
@@ -61,6 +61,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"{args.model} @ {spec.resolution}x{spec.resolution}, {spec.num_classes} classes")
         print(format_table(spec))
     return 0
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    return cli.exit_code_of(lambda: run(args))
 
 
 if __name__ == "__main__":

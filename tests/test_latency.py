@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import genet_jax as g
-from genet_jax import export
+from genet_jax.interop import pth_files
 from genet_jax.interop.model_checkpoint import save_model_checkpoint
 from genet_jax.latency.cli import main as latency_main
 from genet_jax.latency import probe_latency
@@ -206,7 +206,7 @@ def test_kernel_rank_on_a_checkpoint_or_pytorch_file(tmp_path, source):
         path = tmp_path / "ckpt"
     else:
         path = str(tmp_path / "net.pth")
-        export.export_pth(spec, variables, "official", path)  # + the spec sidecar the importer reads
+        pth_files.export_pth(spec, variables, "official", path)  # + the spec sidecar the importer reads
     out = tmp_path / "rank"
     assert kernel_rank.main([str(path), "--out", str(out)]) == 0
     rows = read_csv(out / "kernel_rank.csv")

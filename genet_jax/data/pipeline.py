@@ -18,6 +18,7 @@ from typing import Any, Iterator, Optional
 import grain
 import jax
 import numpy as np
+from tqdm import tqdm
 
 from genet_jax.data import transforms
 from genet_jax.data.sources import DataError, PairedRecords, Source
@@ -47,8 +48,6 @@ def decode_in_memory(source: Source, num_threads: int, progress: bool = True) ->
     """Every image decoded once to uint8 RGB and kept in memory (small data sets such as CIFAR-10:
     the JPEG decoding then no longer competes with the training step for the CPU). Undecodable
     files are dropped, counted in `Source.skipped` and the first few named in the log."""
-    from tqdm import tqdm
-
     skips = SkipCounter(f"decode {source.name}")
 
     def decode(index: int):

@@ -12,11 +12,14 @@ import os
 from typing import Any, Optional, Sequence
 
 import numpy as np
+from PIL import Image
+
+from genet_jax.errors import InputError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
-class DataError(ValueError):
+class DataError(InputError, ValueError):
     """A data source that cannot be used; the message says what to fix."""
 
 
@@ -45,8 +48,7 @@ DIGITS_SIZE = 32
 
 def digits_source(split: str, test_fraction: float = 0.2, seed: int = 0) -> Source:
     """sklearn's digits (1797 images), a fixed stratified split, upsampled 8x8 -> 32x32 RGB."""
-    from PIL import Image
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # scikit-learn's import is slow; only the digits source needs it
 
     data = load_digits()
     images, labels = data.images, data.target.astype(np.int32)
@@ -105,7 +107,7 @@ def tfds_source(name: str, split: str, data_dir: Optional[str] = None) -> Source
     if name.split(":")[0] == "imagenet2012":
         _check_imagenet(data_dir)
     try:
-        import tensorflow_datasets as tfds
+        import tensorflow_datasets as tfds  # optional (the tfds extra)
     except ImportError:
         raise DataError(f"data source tfds:{name} needs tensorflow-datasets: pip install tensorflow-datasets "
                         "tensorflow-cpu (or use data.source=folder:DIR)") from None

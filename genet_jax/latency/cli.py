@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Optional, Sequence
 
-from genet_jax.arch.spec import SpecError
+from genet_jax import cli
+from genet_jax.errors import InputError
 from genet_jax.latency.probes import LatencyResult, probe_latency
 from genet_jax.latency.timing import ACCELERATOR_PROTOCOL, CPU_PROTOCOL, PAPER_RUNS
 
@@ -24,9 +24,8 @@ def _format(result: LatencyResult) -> str:
             f"{f', fastest of {result.rounds} rounds' if result.rounds > 1 else ''}")
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m genet_jax.latency", description=__doc__.split("\n\n")[1],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.parser("python -m genet_jax.latency", __doc__)
     parser.add_argument("--arch", action="append", required=True,
                         help="registered name, spec .json / structure-string .txt, or inline JSON; repeatable")
     parser.add_argument("--batch", type=int, default=64)
@@ -43,6 +42,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                              f"{CPU_PROTOCOL.rounds} on CPU, whose host has slow spells; "
                              f"{ACCELERATOR_PROTOCOL.rounds} on GPU/TPU, the paper's)")
     parser.add_argument("--json", action="store_true", help="one JSON object per network on stdout")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     for name in ("batch", "runs", "rounds"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
@@ -54,9 +58,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         try:
             result = probe_latency(arch, args.batch, args.resolution, args.dtype, args.fold_bn, args.conv_impl,
                                    args.runs, args.warmup, rounds=args.rounds)
-        except (SpecError, ValueError) as e:
-            print(f"error: --arch {arch}: {e}", file=sys.stderr)
-            status = 2
+        except (InputError, ValueError) as e:  # ValueError: a bad --conv-impl or --dtype value
+            status = cli.report(f"--arch {arch}: {e}")
             continue
         print(json.dumps(result.to_dict()) if args.json else _format(result), flush=True)
     return status

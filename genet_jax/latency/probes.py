@@ -19,9 +19,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from genet_jax.arch.counting import spec_macs, spec_params
+from genet_jax.arch.registry import resolve_spec
 from genet_jax.latency import timing
 from genet_jax.latency.timing import (PAPER_RUNS, PAPER_TRIM, ProbeSettings,
                               time_forward, time_forwards, timing_variables)
+from genet_jax.models.folding import fold_batch_norm
+from genet_jax.models.network import canonical_dtype, create_model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,10 +66,6 @@ def _forward_inputs(arch, resolution: Optional[int], settings: ProbeSettings, fo
     """(spec, model, variables, images) on the first device, ready to time. The BN-folded (inference)
     form keeps its weights in the compute dtype, as a deployed network does; otherwise every call
     would convert them."""
-    from genet_jax.models.folding import fold_batch_norm
-    from genet_jax.models.network import canonical_dtype, create_model
-    from genet_jax.arch.registry import resolve_spec
-
     spec = resolve_spec(arch, resolution=resolution)
     dtype = canonical_dtype(settings.dtype)
     model = create_model(spec, dtype=dtype, conv_impl=settings.conv_impl, fold_bn=fold_bn)
@@ -89,8 +89,6 @@ def probe_latency(arch: Union[str, Any], batch: int = 64, resolution: Optional[i
 
     Weights are random unless `variables` (unfolded) are given: latency does not depend on values.
     """
-    from genet_jax.arch.counting import spec_macs, spec_params
-
     device = timing.current_device()
     settings = ProbeSettings(batch, dtype, conv_impl, runs, warmup, trim, rounds).resolved(device)
     spec, model, variables, images = _forward_inputs(arch, resolution, settings, fold_bn, variables)

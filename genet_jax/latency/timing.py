@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from genet_jax.models.conv_ops import resolve_conv_impl
+
 PAPER_RUNS = 30
 PAPER_TRIM = 0.1
 
@@ -71,8 +73,6 @@ class ProbeSettings:
     warmup_seconds: Optional[float] = None
 
     def resolved(self, device: Optional[DeviceIdentity] = None) -> "ProbeSettings":
-        from genet_jax.models.conv_ops import resolve_conv_impl
-
         platform = (device or current_device()).platform
         defaults = platform_protocol(platform)
         settings = dataclasses.replace(

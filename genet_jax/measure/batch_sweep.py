@@ -1,8 +1,7 @@
-"""Latency against batch size for a set of networks (Table 7, Fig. 2a), and against multiply-adds
-and parameters at one batch size (Fig. 2b, 2c), by the paper's protocol (genet_jax.latency).
+"""`python -m genet_jax.measure.batch_sweep --arch genet_light --arch genet_normal --batches 1,2,4,8,16,32,64 --resolution 192 --out results/latency_sweep`
 
-    python -m genet_jax.measure.batch_sweep --arch genet_light --arch genet_normal \
-        --batches 1,2,4,8,16,32,64 --resolution 192 --out results/latency_sweep
+Latency against batch size for a set of networks (Table 7, Fig. 2a), and against multiply-adds
+and parameters at one batch size (Fig. 2b, 2c), by the paper's protocol (genet_jax.latency).
 """
 from __future__ import annotations
 
@@ -13,6 +12,7 @@ from typing import Optional, Sequence
 
 from tqdm import tqdm
 
+from genet_jax import cli
 from genet_jax.latency import PAPER_RUNS, model_timing_variables, probe_latency
 from genet_jax.measure.output import new_figure, parse_numbers, positive_int, save_figure, write_csv
 from genet_jax.models.network import create_model
@@ -62,9 +62,8 @@ def plot(rows: Sequence[dict], out_dir: str, reference_batch: int) -> list[str]:
     return paths
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m genet_jax.measure.batch_sweep",
-                                     description=__doc__.split("\n\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.parser("python -m genet_jax.measure.batch_sweep", __doc__)
     parser.add_argument("--arch", action="append", required=True, help="network name or spec; repeatable")
     parser.add_argument("--batches", default="1,2,4,8,16,32,64")
     parser.add_argument("--resolution", type=int, default=None)
@@ -75,6 +74,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--reference-batch", type=int, default=None, help="batch of the MACs/params plots "
                         "(default: 64 if swept, else the largest)")
     parser.add_argument("--out", required=True, help="output directory")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         batches = parse_numbers(args.batches, "--batches", int)
@@ -83,6 +87,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     reference = args.reference_batch or (64 if 64 in batches else max(batches))
     if reference not in batches:
         parser.error(f"--reference-batch {reference} is not among --batches {batches}")
+    return cli.exit_code_of(lambda: run(args, batches, reference))
+
+
+def run(args: argparse.Namespace, batches: list[int], reference: int) -> int:
     rows = sweep(args.arch, batches, args.resolution, args.dtype, args.fold_bn, args.runs, rounds=args.rounds)
     csv_path = write_csv(os.path.join(args.out, "latency_vs_batch.csv"), rows)
     for path in [csv_path, *plot(rows, args.out, reference)]:

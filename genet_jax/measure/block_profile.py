@@ -1,12 +1,11 @@
-"""Block profiling (section 3.2, Fig. 3): networks of 5 XX-blocks or 10 BL / DW-blocks (k=3, s=1)
+"""`python -m genet_jax.measure.block_profile --widths 64,128,256 --ratios 0.25,0.5,1 --batch 64 --resolution 224 --out results/block_profile`
+
+Block profiling (section 3.2, Fig. 3): networks of 5 XX-blocks or 10 BL / DW-blocks (k=3, s=1)
 of one width, timed over a grid of widths and ratios by the paper's protocol.
 
 Widths and ratios are the paper's: a DW-block's width is its depthwise channel count and its r is
 1 / expansion; a BL-block's r is its bottleneck ratio. Each network is stem (3x3, s=1, to the
 block input width) -> blocks -> the usual final 1x1 conv, pooling and head.
-
-    python -m genet_jax.measure.block_profile --widths 64,128,256 --ratios 0.25,0.5,1 \
-        --batch 64 --resolution 224 --out results/block_profile
 """
 from __future__ import annotations
 
@@ -18,6 +17,7 @@ from typing import Optional, Sequence
 from tqdm import tqdm
 
 from genet_jax.latency import PAPER_RUNS, probe_latency
+from genet_jax import cli
 from genet_jax.measure.output import new_figure, parse_numbers, positive_int, save_figure, write_csv
 from genet_jax.arch.spec import NetworkSpec, SpecError, SuperBlockSpec
 
@@ -81,9 +81,8 @@ def plot(rows: Sequence[dict], out_dir: str) -> list[str]:
     return [save_figure(fig, os.path.join(out_dir, "block_profile.png"))]
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m genet_jax.measure.block_profile",
-                                     description=__doc__.split("\n\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.parser("python -m genet_jax.measure.block_profile", __doc__)
     parser.add_argument("--widths", default="64,128,256,512")
     parser.add_argument("--ratios", default="0.25,0.5,1.0", help="the paper's r for BL and DW blocks")
     parser.add_argument("--block-types", default="XX,BL,DW")
@@ -93,6 +92,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--runs", type=int, default=PAPER_RUNS)
     parser.add_argument("--rounds", type=positive_int, default=None, help="default: the platform's protocol")
     parser.add_argument("--out", required=True)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         widths, ratios = parse_numbers(args.widths, "--widths", int), parse_numbers(args.ratios, "--ratios")
@@ -103,6 +107,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             profiling_spec(t, 8)
     except (ValueError, SpecError) as e:
         parser.error(str(e))
+    return cli.exit_code_of(lambda: run(args, widths, ratios, types))
+
+
+def run(args: argparse.Namespace, widths: list[int], ratios: list[float], types: tuple[str, ...]) -> int:
     rows = profile_blocks(widths, ratios, args.batch, args.resolution, args.dtype, args.runs, block_types=types,
                           rounds=args.rounds)
     for path in [write_csv(os.path.join(args.out, "block_profile.csv"), rows), *plot(rows, args.out)]:

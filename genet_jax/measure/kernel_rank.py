@@ -1,8 +1,8 @@
-"""Intrinsic rank of conv kernels (section 3.3, Fig. 4): for each stage, the last kxk conv kernel
+"""`python -m genet_jax.measure.kernel_rank CHECKPOINT_DIR_OR_PTH [--arch NAME] --out results/rank`
+
+Intrinsic rank of conv kernels (section 3.3, Fig. 4): for each stage, the last kxk conv kernel
 reshaped to (c_out, c_in/groups * k * k); its singular values, normalised by the largest, against
 i / c_out. Fast decay means the layer is close to low rank (where BL / DW blocks pay off).
-
-    python -m genet_jax.measure.kernel_rank CHECKPOINT_DIR_OR_PTH [--arch NAME] --out results/rank
 """
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
+from genet_jax import cli
+from genet_jax.interop.model_checkpoint import load_model_checkpoint
+from genet_jax.interop.pth_files import read_pth
 from genet_jax.measure.output import new_figure, save_figure, write_csv
 from genet_jax.arch.spec import NetworkSpec
 
@@ -63,31 +66,28 @@ def plot(rows: Sequence[dict], out_dir: str, title: str) -> list[str]:
 def load_params(source: str, arch: Optional[str] = None) -> tuple[NetworkSpec, Mapping]:
     """An orbax checkpoint of this project, or a PyTorch weights file in any supported layout."""
     if os.path.isfile(source):
-        from genet_jax.export import read_pth
-
         spec, variables, _, _ = read_pth(source, arch=arch)
         return spec, variables["params"]
-    from genet_jax.interop.model_checkpoint import load_model_checkpoint
-
     checkpoint = load_model_checkpoint(source)
     return checkpoint.spec, checkpoint.variables["params"]
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m genet_jax.measure.kernel_rank",
-                                     description=__doc__.split("\n\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.parser("python -m genet_jax.measure.kernel_rank", __doc__)
     parser.add_argument("source", help="checkpoint directory (ours) or PyTorch .pth (authors' / timm / torch layout)")
     parser.add_argument("--arch", default=None, help="architecture of a .pth that matches no registered network")
     parser.add_argument("--out", required=True)
-    args = parser.parse_args(argv)
-    from genet_jax.interop.model_checkpoint import CheckpointError
-    from genet_jax.export import ExportError
+    return parser
 
-    try:
-        spec, params = load_params(args.source, args.arch)
-    except (CheckpointError, ExportError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return cli.exit_code_of(lambda: run(args))
+
+
+def run(args: argparse.Namespace) -> int:
+    spec, params = load_params(args.source, args.arch)
     rows = rank_rows(spec, params)
     paths = [write_csv(os.path.join(args.out, "kernel_rank.csv"), rows),
              *plot(rows, args.out, f"kernel spectra: {os.path.basename(os.path.normpath(args.source))}")]

@@ -18,7 +18,7 @@ def write_csv(path: str, rows: Sequence[dict]) -> str:
 
 
 def new_figure(ncols: int = 1, width: float = 5.0, height: float = 4.0):
-    import matplotlib
+    import matplotlib  # imported when a plot is drawn: matplotlib's import costs about a second
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
@@ -28,7 +28,7 @@ def new_figure(ncols: int = 1, width: float = 5.0, height: float = 4.0):
 
 
 def save_figure(fig, path: str) -> str:
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # see new_figure
 
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.tight_layout()
