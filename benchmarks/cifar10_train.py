@@ -16,6 +16,10 @@ from ml_collections import config_flags
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+import jax  # noqa: E402
+
+from genet_jax.training.loop import train  # noqa: E402
+
 ARCHIVE = os.path.join(REPO, "..", "shared", "data", "cifar10-jpg.tgz")
 DATA = os.path.join(REPO, "data")
 
@@ -34,10 +38,6 @@ def unpack() -> str:
 
 
 def main(argv):
-    import jax
-
-    from genet_jax.training.loop import train
-
     config = flags_config = app.flags.FLAGS.config
     root = unpack()
     with flags_config.unlocked():

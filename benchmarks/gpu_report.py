@@ -92,6 +92,8 @@ def run_worker(section: str, plan: Plan, rows_file: str) -> None:
             f.write(json.dumps(row) + "\n")
 
     budget = Budget(plan.budgets[section])
+    # Each section imports only its framework: a torch section's process never initialises JAX's
+    # GPU client (and the reverse), so neither holds device memory the other needs.
     if section == "environment":
         from benchmarks.gpu import jax_sections
         row = jax_sections.environment()
@@ -191,7 +193,7 @@ def main(argv=None) -> int:
               "wall_seconds": time.perf_counter() - started}
     default_dir = os.path.join(REPO, "workdirs", "gpu_report_quick") if args.quick else \
         os.path.join(REPO, "benchmarks", "results", "gpu_report", slug(environment["device"]))
-    from benchmarks.gpu.report import write_all
+    from benchmarks.gpu.report import write_all  # after the sections: the parent keeps JAX unimported while they run
 
     for path in write_all(report, args.out_dir or default_dir):
         print(path)

@@ -32,9 +32,11 @@ import jax.numpy as jnp  # noqa: E402
 import torch  # noqa: E402
 
 import genet_jax as g  # noqa: E402
+from configs.common import base_config  # noqa: E402
 from genet_jax.latency import probe_latency  # noqa: E402
 from genet_jax.latency.timing import time_runs, trimmed_mean  # noqa: E402
 from genet_jax.interop.torch_model import TorchGENet  # noqa: E402
+from genet_jax.training import optim, steps  # noqa: E402
 
 
 def matmul_peak(runs: int, size: int = 2048) -> float:
@@ -91,8 +93,6 @@ def torch_inference(args) -> list[dict]:
 
 
 def train_inputs(args):
-    from configs.common import base_config
-
     spec = g.resolve_spec("genet_light", resolution=args.resolution)
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (args.train_batch, args.resolution, args.resolution, 3), dtype=np.uint8)
@@ -103,8 +103,6 @@ def train_inputs(args):
 
 
 def jax_training(args) -> list[dict]:
-    from genet_jax.training import optim, steps
-
     spec, batch, x, y, config = train_inputs(args)
     rows = []
     data, key = {"image": jnp.asarray(x), "label": jnp.asarray(y)}, jax.random.PRNGKey(0)

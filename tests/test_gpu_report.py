@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from benchmarks.gpu.jax_sections import MEMORY_HEADROOM, TrainingBench
+from benchmarks.gpu.plan import FULL, Budget
 from tests.conftest import REPO_ROOT
 
 REPORT = os.path.join(REPO_ROOT, "benchmarks", "gpu_report.py")
@@ -89,9 +91,6 @@ GIB = 2 ** 30
                                                        (1024 * GIB, 2048, 128), (2 * GIB, 64, 64)])
 def test_training_batch_is_the_largest_power_of_two_whose_memory_plan_fits(limit, expected, in_no_time):
     # memory plans as a GPU reports them, linear in the batch: 1 GiB fixed + 60 MiB per image
-    from benchmarks.gpu.jax_sections import MEMORY_HEADROOM, TrainingBench
-    from benchmarks.gpu.plan import FULL, Budget
-
     def planned(batch):
         return GIB + batch * 60 * 2 ** 20
 

@@ -4,14 +4,16 @@ import csv
 import itertools
 import json
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import genet_jax as g
 from genet_jax.interop import pth_files
 from genet_jax.interop.model_checkpoint import save_model_checkpoint
+from genet_jax.latency import probe_latencies, probe_latency, timing_variables
 from genet_jax.latency.cli import main as latency_main
-from genet_jax.latency import probe_latency
 from genet_jax.latency.timing import CPU_PROTOCOL, ProbeSettings, time_runs, trimmed_mean
 from genet_jax.measure import batch_sweep, block_profile, kernel_rank
 from tests.helpers import random_variables
@@ -88,8 +90,6 @@ def test_probe_latencies_interleave_rounds_so_a_spell_costs_each_network_one_rou
     # a slow spell over the first 2 rounds timed: interleaved (A1 B1 A2 B2 ...), it covers the first
     # round of each network and both keep a clean round; measured one after the other (A1 A2 B1 B2)
     # it would have covered both of A's rounds
-    from genet_jax.latency import probe_latencies
-
     spell = [0.030] * 10 + [0.030] * 10
     clean = [0.010] * 10 + [0.020] * 10 + [0.010] * 10 + [0.020] * 10
     ticks = []
@@ -104,11 +104,6 @@ def test_probe_latencies_interleave_rounds_so_a_spell_costs_each_network_one_rou
 
 
 def test_timing_variables_match_the_initialiser_in_tree_shape_and_dtype():
-    import jax
-    import jax.numpy as jnp
-
-    from genet_jax.latency import timing_variables
-
     model = g.create_model("genet_light", resolution=32)
     x = jnp.zeros(model.input_shape(2), jnp.float32)
     real = g.init_variables(model, 0, batch_size=2)

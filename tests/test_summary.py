@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+import genet_jax as g
 from genet_jax import summary
 
 
@@ -29,7 +30,6 @@ def test_json_totals(capsys):
 
 
 def test_spec_file_and_unknown_name(tmp_path, capsys):
-    import genet_jax as g
     path = tmp_path / "mine.json"
     g.resolve_spec("table6_net3").replace(num_classes=10).save(path)
     assert summary.main([str(path), "--json"]) == 0

@@ -123,7 +123,10 @@ def jax_inference(plan: Plan, emit, budget: Budget) -> None:
 
 class TrainingBench:
     """The trainer's jitted, donated train step over `devices`, compiled once per batch size, timed
-    on one device-resident batch (the input pipeline is not part of the figure)."""
+    on one device-resident batch (the input pipeline is not part of the figure).
+
+    Longer than most classes because it holds the four steps that share one compiled step and its
+    shardings: inputs, compile, time, and the search for the largest batch that fits."""
 
     def __init__(self, plan: Plan, devices):
         self.plan = plan

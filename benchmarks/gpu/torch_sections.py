@@ -90,7 +90,7 @@ def torch_compile(plan: Plan, emit, budget: Budget) -> None:
 
 def peers(plan: Plan, emit, budget: Budget) -> None:
     try:
-        import timm
+        import timm  # optional: the peers are measured where timm is installed
     except ImportError as e:
         emit({"note": f"timm is not importable ({e}): the paper's peers are not measured"})
         return
