@@ -3,6 +3,8 @@ import ml_collections
 
 
 def base_config() -> ml_collections.ConfigDict:
+    """Every training field with its default and a comment: one table, read top to bottom (so it is
+    longer than a function should be)."""
     c = ml_collections.ConfigDict()
     c.workdir = "workdirs/default"
     c.model = "genet_light"          # registered name, spec .json / structure-string .txt path, or inline JSON
