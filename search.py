@@ -10,79 +10,69 @@ import logging
 import os
 import sys
 
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-config_flags.DEFINE_config_file("config", os.path.join(REPO, "configs", "search", "cifar10_demo.py"),
-                                "search config file (a Python file with get_config())", lock_config=True)
+import jax  # noqa: E402
+
+from genet_jax import cli  # noqa: E402
+from genet_jax.errors import InputError  # noqa: E402
+from genet_jax.nas.driver import run_search  # noqa: E402
+
+cli.define_config_file("config", os.path.join(REPO, "configs", "search", "cifar10_demo.py"),
+                       "search config file (a Python file with get_config())", lock_config=True)
 flags.DEFINE_enum("stage", "all", ["all", "master", "finetune", "select"], "which step(s) to run")
 flags.DEFINE_string("shard", None, "i/n: run only fine-tune jobs i, i+n, ... (stage finetune)")
 flags.DEFINE_bool("allow_missing", False, "select with the fine-tune results there are, even if some are missing")
 flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() first (multi-host fine-tunes)")
 
 
-def parse_shard(text):
+def parse_shard(text: str) -> tuple[int, int]:
     try:
         shard, num_shards = (int(v) for v in text.split("/"))
     except ValueError:
-        raise app.UsageError(f"--shard must look like i/n (e.g. 3/16), got {text!r}") from None
+        raise InputError(f"--shard must look like i/n (e.g. 3/16), got {text!r}") from None
     if not 0 <= shard < num_shards:
-        raise app.UsageError(f"--shard {text}: need 0 <= i < n")
+        raise InputError(f"--shard {text}: need 0 <= i < n")
     return shard, num_shards
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from genet_jax.cli import setup_logging
-    setup_logging(quiet=("genet_jax.train",))
+def main(argv) -> int:
+    cli.setup_logging(quiet=("genet_jax.train",))
     logging.getLogger("absl").setLevel(logging.ERROR)  # orbax notes the trainer's extra checkpoint items
-    import jax
-    if flags.FLAGS.distributed:
+    if flags.FLAGS.distributed:  # importing genet_jax starts no JAX backend, so this still comes first
         jax.distributed.initialize()
-    from genet_jax.interop.model_checkpoint import CheckpointError
-    from genet_jax.data.sources import DataError
-    from genet_jax.nas.driver import Search, SearchError
-    from genet_jax.nas.select import NoStructureFits
-    from genet_jax.arch.spec import SpecError
-    from genet_jax.training.config import ConfigError
-    from genet_jax.training.loop import TrainingDiverged
-
     stage = flags.FLAGS.stage
     shard = parse_shard(flags.FLAGS.shard) if flags.FLAGS.shard else None
     if shard and stage not in ("all", "finetune"):
-        raise app.UsageError("--shard applies to the finetune stage")
-    if shard:
-        stage = "finetune"
+        raise InputError("--shard applies to the finetune stage")
     try:
-        search = Search(flags.FLAGS.config)
-        if stage in ("all", "master"):
-            master = search.master()
-            print(f"MasterNet: NAS-validation top-1 {master['accuracy']:.4f}")
-        if stage in ("all", "finetune"):
-            ran = search.finetune(*(shard or (0, 1)))
-            print(f"fine-tunes run now: {ran}")
-        if stage in ("all", "select"):
-            result = search.finish(flags.FLAGS.allow_missing)
-            picked = result["selected"]
-            trained = picked["trained_accuracy"]
-            print(f"selected @{picked['resolution']}: {picked['structure_string']}")
-            print(f"  predicted top-1 {picked['predicted_accuracy']:.4f}, measured {picked['measured_latency_ms']:.4f} "
-                  f"ms/image (budget {picked['budget_ms']:.4f})"
-                  + (f", trained top-1 {trained:.4f}" if trained is not None else ""))
-            print(f"  MasterNet top-1 {result['master']['accuracy']:.4f} at "
-                  f"{result['master']['measured_latency_ms']:.4f} ms/image")
-            print(f"result: {os.path.join(search.workdir, 'search_result.json')}")
-    except (SearchError, NoStructureFits, ConfigError, DataError, CheckpointError, SpecError, TrainingDiverged,
-            ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        run_search(flags.FLAGS.config, "finetune" if shard else stage, shard or (0, 1), flags.FLAGS.allow_missing,
+                   print_outcome)
+    except ValueError as e:  # a bad value inside the search config (InputErrors are reported by cli)
+        return cli.report(e)
     return 0
 
 
+def print_outcome(stage, outcome):
+    """The lines search.py prints after each stage."""
+    if stage == "master":
+        print(f"MasterNet: NAS-validation top-1 {outcome['accuracy']:.4f}")
+    elif stage == "finetune":
+        print(f"fine-tunes run now: {outcome}")
+    elif stage == "select":
+        picked, master = outcome["selected"], outcome["master"]
+        trained = picked["trained_accuracy"]
+        print(f"selected @{picked['resolution']}: {picked['structure_string']}")
+        print(f"  predicted top-1 {picked['predicted_accuracy']:.4f}, measured {picked['measured_latency_ms']:.4f} "
+              f"ms/image (budget {picked['budget_ms']:.4f})"
+              + (f", trained top-1 {trained:.4f}" if trained is not None else ""))
+        print(f"  MasterNet top-1 {master['accuracy']:.4f} at {master['measured_latency_ms']:.4f} ms/image")
+        print(f"result: {os.path.join(os.path.abspath(flags.FLAGS.config.workdir), 'search_result.json')}")
+
+
 if __name__ == "__main__":
-    app.run(lambda argv: sys.exit(main(argv)))
+    cli.run_absl(main)

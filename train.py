@@ -6,36 +6,27 @@ CPU). Re-running the same command resumes from the workdir's latest checkpoint.
 import os
 import sys
 
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-config_flags.DEFINE_config_file("config", os.path.join(REPO, "configs", "default.py"),
-                                "training config file (a Python file with get_config())", lock_config=True)
+import jax  # noqa: E402
+
+from genet_jax import cli  # noqa: E402
+from genet_jax.training.loop import train  # noqa: E402
+
+cli.define_config_file("config", os.path.join(REPO, "configs", "default.py"),
+                       "training config file (a Python file with get_config())", lock_config=True)
 flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() first (multi-host; see README)")
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from genet_jax.cli import setup_logging
-    setup_logging()
-    import jax
-    if flags.FLAGS.distributed:
+def main(argv) -> int:
+    cli.setup_logging()
+    if flags.FLAGS.distributed:  # importing genet_jax starts no JAX backend, so this still comes first
         jax.distributed.initialize()
-    from genet_jax.interop.model_checkpoint import CheckpointError
-    from genet_jax.data.sources import DataError
-    from genet_jax.training.config import ConfigError
-    from genet_jax.training.loop import TrainingDiverged, train
-
-    try:
-        final = train(flags.FLAGS.config)
-    except (ConfigError, DataError, CheckpointError, TrainingDiverged) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    final = train(flags.FLAGS.config)
     progress = f"step {final.step}/{final.total_steps}"
     print(f"{progress}: eval top-1 {final.top1:.4f}" if final.top1 is not None else progress)
     print(f"checkpoints: {final.checkpoint_dir}")
@@ -44,4 +35,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(lambda argv: sys.exit(main(argv)))
+    cli.run_absl(main)

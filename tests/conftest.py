@@ -8,6 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from genet_jax.latency.timing import ProbeSettings
+from genet_jax.nas.latency_table import build_latency_table
+from tests.nas_helpers import MASTER, SPACE
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CIFAR_ARCHIVE = os.path.join(REPO_ROOT, "..", "shared", "data", "cifar10-jpg.tgz")
 
@@ -41,3 +45,12 @@ def sample_jpegs(tmp_path_factory):
         Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(target, quality=90)
         paths.append(str(target))
     return paths
+
+
+@pytest.fixture(scope="session")
+def tiny_table():
+    """LLR-NAS: (type keys per super-block, the latency table of tests.nas_helpers.MASTER at
+    resolution 16 built from real part probes)."""
+    keys = [["XX-k3-r1"], ["BL-k3-r0.25", "DW-k3-r3"], ["DW-k3-r3"]]
+    settings = ProbeSettings(batch=8, runs=5, warmup=1, rounds=1)
+    return keys, build_latency_table(MASTER, keys, SPACE, 16, settings, grid_points=2, progress=False)

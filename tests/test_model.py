@@ -6,7 +6,9 @@ import pytest
 from flax import traverse_util
 
 import genet_jax as g
+from genet_jax.arch import paths
 from genet_jax.arch.spec import NetworkSpec, SpecError, SuperBlockSpec
+from genet_jax.models.layers import build_layers
 from tests.helpers import random_variables, variable_shapes
 
 PAPER_COUNTS = {  # name: (parameters with 1000 classes, multiply-adds, resolution)
@@ -60,6 +62,34 @@ def test_parameter_tree_layout():
     assert "stage2/unit0/conv1/conv/bias" not in shapes  # convs have no bias
     assert shapes["final/bn/scale"] == (1920,)
     assert shapes["head/kernel"] == (1920, 10) and shapes["head/bias"] == (10,)
+
+
+@pytest.mark.parametrize("name", ["genet_light", "masternet"])
+def test_units_are_wired_from_conv_layers(name):
+    # one residual unit for every block type: its convs are UnitConfig.conv_layers(), by name and shape
+    model = g.create_model(name, num_classes=10, resolution=32)
+    params = variable_shapes(model)["params"]
+    for i in range(len(model.spec.blocks)):
+        for j, unit in enumerate(model.spec.units(i)):
+            built = params[paths.stage_name(i)][paths.unit_name(j)]
+            layers = unit.conv_layers()
+            assert sorted(built) == sorted(c.name for c in layers)
+            for c in layers:
+                kernel = built[c.name]["conv"]["kernel"].shape
+                assert (kernel[3], kernel[2], kernel[0], kernel[1]) == c.torch_weight_shape
+                assert set(built[c.name]) == {"conv", "bn"}
+
+
+def test_layer_factories_fold_and_train_mode():
+    x = jnp.ones((2, 8, 8, 4))
+    folded = build_layers(jnp.float32, "lax", fold_bn=True).conv_bn(6, 3, 2)
+    assert jax.tree_util.tree_map(jnp.shape, folded.init(jax.random.PRNGKey(0), x)) == {
+        "params": {"conv": {"kernel": (3, 3, 4, 6), "bias": (6,)}}}
+    train = build_layers(jnp.float32, "taps", train=True).conv_bn(6, 3, relu=False)
+    variables = train.init(jax.random.PRNGKey(0), x)
+    y, updates = train.apply(variables, x, mutable=["batch_stats"])
+    assert np.allclose(jnp.mean(y, axis=(0, 1, 2)), 0, atol=1e-5)  # normalised with batch statistics
+    assert not np.allclose(updates["batch_stats"]["bn"]["mean"], 0)
 
 
 def test_output_size_follows_symmetric_padding():

@@ -81,11 +81,8 @@ def result_lines(workdir):
     return lines
 
 
-@pytest.mark.slow
-def test_kill_9_and_resume_then_shards_merge_to_the_same_selection(config_file, tmp_path):
-    """One search, killed -9 between fine-tunes and re-run, then the same fine-tunes again as two
-    shards on a copy of its MasterNet: the merged shards give the unsharded results and selection."""
-    workdir = str(tmp_path / "run")
+def kill_9_during_the_fine_tunes(config_file, workdir):
+    """Start a search, kill -9 it once a fine-tune has finished; the results it kept."""
     proc = subprocess.Popen(search_command(config_file, workdir), cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     results_dir = os.path.join(workdir, "results")
@@ -96,16 +93,11 @@ def test_kill_9_and_resume_then_shards_merge_to_the_same_selection(config_file, 
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    finished_before = store.load_results(results_dir)
-    assert 1 <= len(finished_before) < NUM_JOBS, "the kill should land between fine-tunes"
+    return store.load_results(results_dir)
 
-    rerun = run_search(config_file, workdir)
-    assert f"fine-tunes run now: {NUM_JOBS - len(finished_before)}" in rerun.stdout
-    lines = result_lines(workdir)
-    assert len(lines) == len({r["key"] for r in lines}) == NUM_JOBS  # nothing ran twice
-    for key, record in finished_before.items():
-        assert next(r for r in lines if r["key"] == key) == record
 
+def check_outputs(workdir):
+    """Every output of a finished search; its pick."""
     result = read_json(os.path.join(workdir, "search_result.json"))
     picked = result["selected"]
     assert picked["measured_latency_ms"] <= picked["budget_ms"]
@@ -119,12 +111,12 @@ def test_kill_9_and_resume_then_shards_merge_to_the_same_selection(config_file, 
     assert os.path.getsize(os.path.join(workdir, "plots", "latency_table_r16.png")) > 0
     measured_on = read_json(os.path.join(workdir, "selection_r16.json"))["latency_measured_on"]
     assert measured_on["device"]["platform"] == "cpu" and measured_on["settings"]["conv_impl"] == "taps"
+    return picked
 
-    again = run_search(config_file, workdir)  # a finished search: same answer, nothing re-run
-    assert "fine-tunes run now: 0" in again.stdout
-    assert read_json(os.path.join(workdir, "search_result.json"))["selected"] == picked
 
-    sharded = str(tmp_path / "sharded")  # the same MasterNet and latency measurements, no fine-tunes
+def check_shards_merge_to_the_same_selection(config_file, workdir, sharded, picked):
+    """The fine-tunes of `workdir` again as two shards on a copy of its MasterNet and latency
+    measurements: the merged shards give the unsharded results and selection."""
     os.makedirs(sharded)
     shutil.copy(os.path.join(workdir, "master.json"), sharded)
     shutil.copytree(os.path.join(workdir, "latency"), os.path.join(sharded, "latency"))
@@ -135,7 +127,8 @@ def test_kill_9_and_resume_then_shards_merge_to_the_same_selection(config_file, 
         assert f"fine-tunes run now: {count}" in run_search(config_file, sharded, f"--shard={shard}").stdout
     assert sorted(os.listdir(os.path.join(sharded, "results"))) == [
         "finetunes-0000-of-0002.jsonl", "finetunes-0001-of-0002.jsonl"]
-    merged, single = store.load_results(os.path.join(sharded, "results")), store.load_results(results_dir)
+    merged = store.load_results(os.path.join(sharded, "results"))
+    single = store.load_results(os.path.join(workdir, "results"))
     assert sorted(merged) == sorted(single)
     for key in merged:  # same work, same numbers (CPU XLA is deterministic for a fixed seed)
         assert merged[key]["accuracy"] == pytest.approx(single[key]["accuracy"], abs=1e-6)
@@ -144,6 +137,29 @@ def test_kill_9_and_resume_then_shards_merge_to_the_same_selection(config_file, 
     assert (selected["spec"], selected["measured_latency_ms"]) == (picked["spec"], picked["measured_latency_ms"])
     assert read_json(os.path.join(sharded, "pseudo_gradients.json"))["fits"] == \
         read_json(os.path.join(workdir, "pseudo_gradients.json"))["fits"]
+
+
+@pytest.mark.slow
+def test_kill_9_and_resume_then_shards_merge_to_the_same_selection(config_file, tmp_path):
+    """One search, killed -9 between fine-tunes and re-run, then the same fine-tunes again as two
+    shards on a copy of its MasterNet: the merged shards give the unsharded results and selection."""
+    workdir = str(tmp_path / "run")
+    finished_before = kill_9_during_the_fine_tunes(config_file, workdir)
+    assert 1 <= len(finished_before) < NUM_JOBS, "the kill should land between fine-tunes"
+
+    rerun = run_search(config_file, workdir)
+    assert f"fine-tunes run now: {NUM_JOBS - len(finished_before)}" in rerun.stdout
+    lines = result_lines(workdir)
+    assert len(lines) == len({r["key"] for r in lines}) == NUM_JOBS  # nothing ran twice
+    for key, record in finished_before.items():
+        assert next(r for r in lines if r["key"] == key) == record
+
+    picked = check_outputs(workdir)
+    again = run_search(config_file, workdir)  # a finished search: same answer, nothing re-run
+    assert "fine-tunes run now: 0" in again.stdout
+    assert read_json(os.path.join(workdir, "search_result.json"))["selected"] == picked
+
+    check_shards_merge_to_the_same_selection(config_file, workdir, str(tmp_path / "sharded"), picked)
 
 
 def test_bad_usage_is_reported(config_file, tmp_path):

@@ -4,6 +4,8 @@ import json
 import pytest
 
 import genet_jax as g
+from genet_jax.arch import paths
+from genet_jax.arch.counting import conv_out_size
 from genet_jax.arch.spec import NetworkSpec, SpecError, SuperBlockSpec
 
 GOOD_BLOCK = dict(block_type="BL", depth=2, width=64, stride=2, kernel_size=3, ratio=0.25)
@@ -216,3 +218,21 @@ def test_table6_rows_that_are_the_same_network():
     same = {(a, b) for i, a in enumerate(names) for b in names[i + 1:] if units(a) == units(b)}
     assert same == {(f"table6_net{a}", f"table6_net{b}") for a, b in
                     [(1, 6), (2, 3), (5, 7), (8, 10), (9, 11), (12, 13), (15, 19), (18, 20)]}
+
+
+def test_parameter_path_names_round_trip():
+    assert (paths.stage_name(3), paths.unit_name(12)) == ("stage3", "unit12")
+    assert (paths.parse_stage("stage3"), paths.parse_unit("unit12")) == (3, 12)
+    for bad in ("stage", "stagex", "unit1", "final"):
+        with pytest.raises(ValueError):
+            paths.parse_stage(bad)
+    assert [paths.stage_of(p) for p in (("stage2", "unit0"), ("stem", "conv"), ("head",), ())] == [2, None, None, None]
+    path = paths.UnitLayerPath(1, 4, "shortcut")
+    assert path.names == ("stage1", "unit4", "shortcut")
+    assert paths.UnitLayerPath.parse(path.names + ("bn", "scale")) == path
+
+
+def test_conv_out_size_symmetric_and_explicit_padding():
+    assert [conv_out_size(s, 3, 2) for s in (7, 8)] == [4, 4]  # pad 1 each side
+    assert conv_out_size(9, 5, 1) == 9 and conv_out_size(4, 1, 2) == 2
+    assert conv_out_size(8, 3, 2, (0, 1)) == 4 and conv_out_size(8, 3, 1, (0, 0)) == 6

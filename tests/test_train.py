@@ -13,8 +13,11 @@ import pytest
 from PIL import Image
 
 import genet_jax as g
+from configs.common import base_config
 from genet_jax import export, interop
 from genet_jax.interop.model_checkpoint import load_model_checkpoint
+from genet_jax.training import optim, steps
+from genet_jax.training.config import ConfigError, validate_config
 from tests.conftest import REPO_ROOT
 
 TINY = json.dumps({"stem_width": 8, "stem_stride": 1, "final_width": 32, "num_classes": 10, "resolution": 16,
@@ -47,7 +50,13 @@ def test_config_errors_name_the_field(tmp_path):
     result = run_train(tiny_args(tmp_path / "c", **{"augment.policy": "fancy"}))
     assert result.returncode == 2 and "config.augment.policy" in result.stderr
     result = run_train(tiny_args(tmp_path / "d", batch_size="many"))
-    assert result.returncode != 0 and "batch_size" in result.stderr
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        "error: flag --config.batch_size=many: invalid literal for int() with base 10: 'many'"]
+    result = run_train(tiny_args(tmp_path / "d", nope=1))
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        "error: the config has no field 'nope' (see the config file for the field names)"]
+    result = run_train([*tiny_args(tmp_path / "d"), "extra"])
+    assert result.returncode == 2 and "unexpected arguments: ['extra']" in result.stderr
     result = run_train(["--config", "configs/imagenet_genet_normal.py", f"--config.workdir={tmp_path / 'e'}",
                         "--config.data.data_dir=" + str(tmp_path / "tfds")])
     assert result.returncode == 2 and "ILSVRC2012_img_train.tar" in result.stderr
@@ -55,9 +64,6 @@ def test_config_errors_name_the_field(tmp_path):
 
 
 def test_conv_impl_is_validated():
-    from configs.common import base_config
-    from genet_jax.training.config import ConfigError, validate_config
-
     config = base_config()
     config.conv_impl = "cudnn"
     with pytest.raises(ConfigError, match="config.conv_impl"):
@@ -185,7 +191,7 @@ def test_image_folder_with_bad_files(tmp_path, cache_decoded):
 
 def test_finetune_imported_pytorch_checkpoint(tmp_path):
     torch = pytest.importorskip("torch")
-    from genet_jax.interop.torch_model import TorchGENet
+    from genet_jax.interop.torch_model import TorchGENet  # needs torch, an optional dependency (skip above)
 
     spec = g.resolve_spec("genet_light")
     torch.manual_seed(0)
@@ -207,7 +213,7 @@ def test_finetune_imported_pytorch_checkpoint(tmp_path):
 
 
 def test_tensorboard_scalars(tmp_path):
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # dev-only dependency
     assert run_train(tiny_args(tmp_path, steps=4)).returncode == 0
     events = EventAccumulator(str(tmp_path / "tensorboard"))
     events.Reload()
@@ -259,9 +265,6 @@ def test_imagenet_recipe_trains_on_a_folder(tmp_path):
 
 @pytest.mark.compat
 def test_float16_dynamic_loss_scaling_skips_overflow_without_stopping():
-    from configs.common import base_config
-    from genet_jax.training import optim, steps
-
     config = base_config()
     config.dtype = "float16"
     config.optim.fp16_initial_loss_scale = 2.0 ** 60  # overflows float16 gradients for sure

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 import genet_jax as g
-from genet_jax.data.images import IMAGENET_MEAN, IMAGENET_STD
+from genet_jax.data.images import normalization_constants
 from genet_jax.latency.timing import PAPER_TRIM, platform_protocol, time_runs, trimmed_mean
 from genet_jax.interop.torch_model import TorchGENet
 
@@ -136,13 +136,12 @@ def time_training_step(plan: Plan, spec, batch: int) -> dict:
     pixels = torch.from_numpy(rng.integers(0, 256, (batch, 3, spec.resolution, spec.resolution), dtype=np.uint8))
     pixels = pixels.to(device()).contiguous(memory_format=torch.channels_last)
     labels = torch.from_numpy(rng.integers(0, spec.num_classes, batch)).to(device())
-    mean = torch.tensor(IMAGENET_MEAN * 255.0, device=device()).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD * 255.0, device=device()).view(1, 3, 1, 1)
+    offset, scale = (torch.tensor(c, device=device()).view(1, 3, 1, 1) for c in normalization_constants())
 
     def step():
         opt.zero_grad(set_to_none=True)
         with torch.autocast(device().type, dtype=DTYPES[plan.train_dtype]):
-            loss = torch.nn.functional.cross_entropy(model((pixels.float() - mean) / std), labels,
+            loss = torch.nn.functional.cross_entropy(model((pixels.float() - offset) * scale), labels,
                                                      label_smoothing=0.1)
         loss.backward()
         opt.step()

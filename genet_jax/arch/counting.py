@@ -10,13 +10,21 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
-
+from genet_jax.arch.paths import stage_name
 from genet_jax.arch.spec import NetworkSpec, UnitConfig
 
 
-def conv_out_size(size: int, kernel_size: int, stride: int) -> int:
-    pad = (kernel_size - 1) // 2
-    return (size + 2 * pad - kernel_size) // stride + 1
+def symmetric_pad(kernel_size: int) -> int:
+    """Padding on each side of every conv of the network: (k - 1) // 2, as PyTorch's convs (the
+    Flax layers spell it out because lax 'SAME' puts the odd pixel bottom/right for stride 2)."""
+    return (kernel_size - 1) // 2
+
+
+def conv_out_size(size: int, kernel_size: int, stride: int, padding: Optional[tuple[int, int]] = None) -> int:
+    """Output length along one axis of a conv with `padding` (before, after); by default the
+    network's symmetric padding."""
+    before, after = (symmetric_pad(kernel_size),) * 2 if padding is None else padding
+    return (size + before + after - kernel_size) // stride + 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +61,7 @@ def count_spec(spec: NetworkSpec, resolution: Optional[int] = None) -> list[Laye
         for unit in spec.units(i):
             p, m, size = _unit(unit, size)
             params, macs = params + p, macs + m
-        rows.append(LayerCount(f"stage{i}", (size, size, block.width), params, macs))
+        rows.append(LayerCount(stage_name(i), (size, size, block.width), params, macs))
     p, m, size = _conv(spec.blocks[-1].width, spec.final_width, 1, 1, 1, size)
     rows.append(LayerCount("final", (size, size, spec.final_width), p, m))
     head = spec.final_width * spec.num_classes

@@ -8,6 +8,7 @@ import re
 from typing import Optional, Union
 
 from genet_jax.arch.spec import NetworkSpec, SpecError, SuperBlockSpec
+from genet_jax.arch.structure_string import parse_structure_string
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +81,6 @@ def _load_file(path: str) -> NetworkSpec:
         raise SpecError("model", f"spec file {path!r} does not exist")
     if path.endswith(".json"):
         return NetworkSpec.load(path)
-    from genet_jax.arch.structure_string import parse_structure_string
     with open(path) as f:
         text = f.read()
     if text.lstrip().startswith("{"):

@@ -13,7 +13,10 @@ import numbers
 import os
 from typing import Any, Iterator, Mapping
 
+from genet_jax.errors import InputError
+
 BLOCK_TYPES = ("XX", "BL", "DW")
+SHORTCUT = "shortcut"  # the ConvLayer name of a unit's projection conv
 
 BLOCK_TYPE_NAMES = {
     "XX": "full kxk conv pair",
@@ -22,7 +25,7 @@ BLOCK_TYPE_NAMES = {
 }
 
 
-class SpecError(ValueError):
+class SpecError(InputError, ValueError):
     """An invalid architecture spec; `field` names the offending field (e.g. 'blocks[2].stride')."""
 
     def __init__(self, field: str, message: str):
@@ -47,6 +50,15 @@ def _check_kernel(field: str, value: Any) -> None:
 def _check_stride(field: str, value: Any) -> None:
     if isinstance(value, bool) or value not in (1, 2):
         raise SpecError(field, f"must be 1 or 2, got {value!r}")
+
+
+def _check_blocks(blocks: Any) -> None:
+    if not isinstance(blocks, tuple) or not blocks:
+        raise SpecError("blocks", "must be a non-empty sequence of super-blocks")
+    for i, block in enumerate(blocks):
+        if not isinstance(block, SuperBlockSpec):
+            raise SpecError(f"blocks[{i}]", f"must be a SuperBlockSpec, got {type(block).__name__}")
+        block.validate(prefix=f"blocks[{i}].")
 
 
 def mid_width(width: int, ratio: float) -> int:
@@ -127,13 +139,14 @@ class UnitConfig:
                       ConvLayer("conv2", self.mid_width, self.mid_width, k, s, groups),
                       ConvLayer("conv3", self.mid_width, self.width, 1, 1, after_stride=True)]
         if self.has_projection:
-            layers.append(ConvLayer("shortcut", self.in_width, self.width, 1, s))
+            layers.append(ConvLayer(SHORTCUT, self.in_width, self.width, 1, s))
         return tuple(layers)
 
 
 @dataclasses.dataclass(frozen=True)
 class ConvLayer:
-    """One conv (+BN) of a residual unit; `after_stride`: it sees the unit's output resolution."""
+    """One conv (+BN) of a residual unit; `after_stride`: it sees the unit's output resolution
+    (only the main path's last conv does)."""
 
     name: str
     in_width: int
@@ -144,13 +157,85 @@ class ConvLayer:
     after_stride: bool = False
 
     @property
+    def is_shortcut(self) -> bool:
+        return self.name == SHORTCUT
+
+    @property
+    def relu(self) -> bool:
+        """ReLU after the BN: every main-path conv but the last; the ReLU follows the residual add."""
+        return not (self.is_shortcut or self.after_stride)
+
+    @property
     def torch_weight_shape(self) -> tuple[int, int, int, int]:
         return self.out_width, self.in_width // self.groups, self.kernel_size, self.kernel_size
 
 
+class _JsonSerialisable:
+    """NetworkSpec's JSON form (a mixin, so that the dataclass below reads as the data it holds)."""
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["blocks"] = [b.to_dict() for b in self.blocks]
+        return d
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "NetworkSpec":
+        if not isinstance(data, Mapping):
+            raise SpecError("spec", f"must be a JSON object, got {type(data).__name__}")
+        _reject_unknown_keys("", data, cls)
+        if "blocks" not in data:
+            raise SpecError("blocks", "missing")
+        raw_blocks = data["blocks"]
+        if not isinstance(raw_blocks, (list, tuple)):
+            raise SpecError("blocks", f"must be a list, got {type(raw_blocks).__name__}")
+        blocks = tuple(_block_from_dict(f"blocks[{i}]", raw) for i, raw in enumerate(raw_blocks))
+        fields = {k: v for k, v in data.items() if k != "blocks"}
+        for required in ("stem_width", "final_width"):
+            if required not in fields:
+                raise SpecError(required, "missing")
+        return cls(blocks=blocks, **fields)
+
+    @classmethod
+    def from_json(cls, text: str) -> "NetworkSpec":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise SpecError("spec", f"not valid JSON: {e}") from None
+        return cls.from_dict(data)
+
+    def save(self, path: str | os.PathLike) -> None:
+        with open(path, "w") as f:
+            f.write(self.to_json() + "\n")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "NetworkSpec":
+        with open(path) as f:
+            text = f.read()
+        try:
+            return cls.from_json(text)
+        except SpecError as e:
+            raise SpecError(e.field, f"{e.reason} (in {os.fspath(path)})") from None
+
+
+def _block_from_dict(field: str, raw: Any) -> SuperBlockSpec:
+    if not isinstance(raw, Mapping):
+        raise SpecError(field, f"must be an object, got {type(raw).__name__}")
+    _reject_unknown_keys(f"{field}.", raw, SuperBlockSpec)
+    for required in ("block_type", "depth", "width"):
+        if required not in raw:
+            raise SpecError(f"{field}.{required}", "missing")
+    try:
+        return SuperBlockSpec(**raw)
+    except SpecError as e:
+        raise SpecError(f"{field}.{e.field}", e.reason) from None
+
+
 @dataclasses.dataclass(frozen=True)
-class NetworkSpec:
-    """A whole MasterNet-shaped network."""
+class NetworkSpec(_JsonSerialisable):
+    """A whole MasterNet-shaped network (JSON form: to_dict / from_dict / to_json / from_json / save / load)."""
 
     stem_width: int
     blocks: tuple[SuperBlockSpec, ...]
@@ -171,12 +256,7 @@ class NetworkSpec:
         _check_int("stem_width", self.stem_width, 1)
         _check_kernel("stem_kernel_size", self.stem_kernel_size)
         _check_stride("stem_stride", self.stem_stride)
-        if not isinstance(self.blocks, tuple) or not self.blocks:
-            raise SpecError("blocks", "must be a non-empty sequence of super-blocks")
-        for i, block in enumerate(self.blocks):
-            if not isinstance(block, SuperBlockSpec):
-                raise SpecError(f"blocks[{i}]", f"must be a SuperBlockSpec, got {type(block).__name__}")
-            block.validate(prefix=f"blocks[{i}].")
+        _check_blocks(self.blocks)
         _check_int("final_width", self.final_width, 1)
         _check_int("num_classes", self.num_classes, 1)
         _check_int("resolution", self.resolution, 1)
@@ -210,64 +290,6 @@ class NetworkSpec:
         for u in range(block.depth):
             yield UnitConfig(block.block_type, in_width if u == 0 else block.width, block.width,
                              block.mid_width, block.stride if u == 0 else 1, block.kernel_size)
-
-    # ---- serialisation -------------------------------------------------------------------
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["blocks"] = [b.to_dict() for b in self.blocks]
-        return d
-
-    def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "NetworkSpec":
-        if not isinstance(data, Mapping):
-            raise SpecError("spec", f"must be a JSON object, got {type(data).__name__}")
-        _reject_unknown_keys("", data, cls)
-        if "blocks" not in data:
-            raise SpecError("blocks", "missing")
-        raw_blocks = data["blocks"]
-        if not isinstance(raw_blocks, (list, tuple)):
-            raise SpecError("blocks", f"must be a list, got {type(raw_blocks).__name__}")
-        blocks = []
-        for i, raw in enumerate(raw_blocks):
-            if not isinstance(raw, Mapping):
-                raise SpecError(f"blocks[{i}]", f"must be an object, got {type(raw).__name__}")
-            _reject_unknown_keys(f"blocks[{i}].", raw, SuperBlockSpec)
-            for required in ("block_type", "depth", "width"):
-                if required not in raw:
-                    raise SpecError(f"blocks[{i}].{required}", "missing")
-            try:
-                blocks.append(SuperBlockSpec(**raw))
-            except SpecError as e:
-                raise SpecError(f"blocks[{i}].{e.field}", e.reason) from None
-        fields = {k: v for k, v in data.items() if k != "blocks"}
-        for required in ("stem_width", "final_width"):
-            if required not in fields:
-                raise SpecError(required, "missing")
-        return cls(blocks=tuple(blocks), **fields)
-
-    @classmethod
-    def from_json(cls, text: str) -> "NetworkSpec":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise SpecError("spec", f"not valid JSON: {e}") from None
-        return cls.from_dict(data)
-
-    def save(self, path: str | os.PathLike) -> None:
-        with open(path, "w") as f:
-            f.write(self.to_json() + "\n")
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> "NetworkSpec":
-        with open(path) as f:
-            text = f.read()
-        try:
-            return cls.from_json(text)
-        except SpecError as e:
-            raise SpecError(e.field, f"{e.reason} (in {os.fspath(path)})") from None
 
 
 def _reject_unknown_keys(prefix: str, data: Mapping[str, Any], cls: type) -> None:

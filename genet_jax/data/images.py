@@ -11,12 +11,15 @@ import os
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+from genet_jax.errors import InputError
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)  # of pixels scaled to [0, 1]
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+PIXEL_SCALE = 255.0  # 8-bit pixels -> [0, 1]
 EVAL_CROP_FRACTION = 0.875
 
 
-class ImageError(ValueError):
+class ImageError(InputError, ValueError):
     """An image that cannot be decoded; the message names the file."""
 
 
@@ -52,8 +55,16 @@ def center_crop(image: Image.Image, size: int) -> Image.Image:
     return image.crop((left, top, left + size, top + size))
 
 
+def normalization_constants() -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel float32 (offset, scale) in 8-bit pixel units: (pixels - offset) * scale is
+    `normalize`'s (pixels / 255 - mean) / std in one subtract and one multiply (what the device
+    pipeline computes; the two orders of rounding differ by an ulp or two)."""
+    return IMAGENET_MEAN * PIXEL_SCALE, 1.0 / (IMAGENET_STD * PIXEL_SCALE)
+
+
 def normalize(pixels: np.ndarray) -> np.ndarray:
-    return ((np.asarray(pixels, np.float32) / 255.0) - IMAGENET_MEAN) / IMAGENET_STD
+    """8-bit pixels -> float32 (pixels / 255 - mean) / std, in the authors' (torchvision's) order."""
+    return ((np.asarray(pixels, np.float32) / PIXEL_SCALE) - IMAGENET_MEAN) / IMAGENET_STD
 
 
 def eval_resize_crop(image: Image.Image, size: int, crop_fraction: float = EVAL_CROP_FRACTION) -> np.ndarray:

@@ -12,6 +12,7 @@ import dataclasses
 import os
 from typing import Mapping, Optional
 
+from genet_jax.errors import InputError
 from genet_jax.versions import require
 
 require("orbax-checkpoint")
@@ -26,7 +27,7 @@ VARIABLES_ITEM = "variables"
 MODEL_ITEM = "model"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(InputError, RuntimeError):
     """A checkpoint that is missing, empty or unreadable; the message names the path."""
 
 
@@ -47,13 +48,18 @@ def checkpoint_root(path: str | os.PathLike) -> str:
     return nested if os.path.isdir(nested) else path
 
 
+def model_description(spec: NetworkSpec, extras: Optional[dict] = None, metadata: Optional[dict] = None) -> dict:
+    """The JSON of a checkpoint's `model` item: {'spec': ..., 'extras': {...}, 'metadata': {...}}."""
+    return {"spec": spec.to_dict(), "extras": extras or {}, "metadata": metadata or {}}
+
+
 def save_model_checkpoint(directory: str | os.PathLike, spec: NetworkSpec, variables: Mapping, *, step: int = 0,
                           extras: Optional[dict] = None, metadata: Optional[dict] = None) -> str:
     """Write a one-step model checkpoint; returns the step directory."""
     directory = os.path.abspath(os.fspath(directory))
     state = {"params": variables["params"], "batch_stats": variables["batch_stats"]}
     state = jax.tree_util.tree_map(np.asarray, state)
-    model = {"spec": spec.to_dict(), "extras": extras or {}, "metadata": metadata or {}}
+    model = model_description(spec, extras, metadata)
     with ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(create=True)) as manager:
         manager.save(step, args=ocp.args.Composite(**{VARIABLES_ITEM: ocp.args.StandardSave(state),
                                                      MODEL_ITEM: ocp.args.JsonSave(model)}), force=True)

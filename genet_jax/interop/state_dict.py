@@ -15,14 +15,17 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 from flax import traverse_util
 
-from genet_jax.arch.spec import NetworkSpec
+from genet_jax.errors import InputError
+from genet_jax.arch.paths import UnitLayerPath
+from genet_jax.arch.registry import resolve_spec
+from genet_jax.arch.spec import SHORTCUT, NetworkSpec
 
 LAYOUTS = ("torch", "official", "timm")
 _BN_FIELDS = {("params", "scale"): "weight", ("params", "bias"): "bias",
               ("batch_stats", "mean"): "running_mean", ("batch_stats", "var"): "running_var"}
 
 
-class StateDictError(ValueError):
+class StateDictError(InputError, ValueError):
     """A state_dict that does not fit the architecture; the message names the key(s)."""
 
 
@@ -33,7 +36,7 @@ def _conv_bn_prefixes(spec: NetworkSpec) -> Iterator[tuple[tuple[str, ...], str,
     for i in range(len(spec.blocks)):
         for j, unit in enumerate(spec.units(i)):
             for conv in unit.conv_layers():
-                yield (f"stage{i}", f"unit{j}", conv.name), unit.block_type, conv.torch_weight_shape
+                yield UnitLayerPath(i, j, conv.name).names, unit.block_type, conv.torch_weight_shape
     yield ("final",), "final", (spec.final_width, spec.blocks[-1].width, 1, 1)
 
 
@@ -49,13 +52,13 @@ def _layer_names(path: tuple[str, ...], block_type: str, spec: NetworkSpec, layo
                     ("stem" if path[0] == "stem" else "final_conv") + ".bn")
         index = 0 if path[0] == "stem" else 3 + n
         return f"module_list.{index}.netblock", f"module_list.{index + 1}.netblock"
-    stage, unit, conv = int(path[0][5:]), int(path[1][4:]), path[2]
+    stage, unit, conv = UnitLayerPath.parse(path)
     if layout == "timm":
         kind = {"conv1": "1x1" if block_type != "XX" else "kxk", "conv2": "kxk", "conv3": "1x1"}
-        name = "shortcut" if conv == "shortcut" else f"{conv}_{kind[conv]}"
+        name = "shortcut" if conv == SHORTCUT else f"{conv}_{kind[conv]}"
         return f"stages.{stage}.{unit}.{name}.conv", f"stages.{stage}.{unit}.{name}.bn"
     base = f"module_list.{3 + stage}"
-    if conv == "shortcut":
+    if conv == SHORTCUT:
         return f"{base}.shortcut_list.{unit}.0", f"{base}.shortcut_list.{unit}.1"
     index = {"conv1": 0, "conv2": 3, "conv3": 6}[conv]
     return f"{base}.conv_list.{unit}.{index}", f"{base}.conv_list.{unit}.{index + 1}"
@@ -183,7 +186,6 @@ def _timm_make_divisible(value: float, divisor: int = 8) -> int:
 
 def timm_model_name(spec: NetworkSpec) -> str | None:
     """'gernet_s' / 'gernet_m' / 'gernet_l' when `spec` is one of timm's models (any class count)."""
-    from genet_jax.arch.registry import resolve_spec
     for ours, theirs in TIMM_NAMES.items():
         if resolve_spec(ours).replace(num_classes=spec.num_classes, resolution=spec.resolution) == spec:
             return theirs

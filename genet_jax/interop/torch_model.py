@@ -9,15 +9,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from genet_jax.models.layers import BN_EPSILON
+from genet_jax.arch.counting import symmetric_pad
+from genet_jax.arch.paths import stage_name, unit_name
 from genet_jax.arch.spec import NetworkSpec, UnitConfig
+from genet_jax.models.layers import BN_EPSILON
 
 
 class TorchConvBN(nn.Module):
     def __init__(self, cin: int, cout: int, kernel_size: int, stride: int = 1, groups: int = 1,
                  relu: bool = True):
         super().__init__()
-        self.conv = nn.Conv2d(cin, cout, kernel_size, stride, (kernel_size - 1) // 2, groups=groups, bias=False)
+        self.conv = nn.Conv2d(cin, cout, kernel_size, stride, symmetric_pad(kernel_size), groups=groups, bias=False)
         self.bn = nn.BatchNorm2d(cout, eps=BN_EPSILON, momentum=0.1)
         self.relu = relu
 
@@ -44,10 +46,9 @@ class TorchResidualUnit(nn.Module):
         super().__init__()
         self.main_names, self.has_projection = [], unit.has_projection
         for conv in unit.conv_layers():
-            is_shortcut = conv.name == "shortcut"
             self.add_module(conv.name, TorchConvBN(conv.in_width, conv.out_width, conv.kernel_size, conv.stride,
-                                                   conv.groups, relu=not (is_shortcut or conv.after_stride)))
-            if not is_shortcut:
+                                                   conv.groups, relu=conv.relu))
+            if not conv.is_shortcut:
                 self.main_names.append(conv.name)
 
     def forward(self, x):
@@ -69,9 +70,9 @@ class TorchGENet(nn.Module):
             stage = nn.Module()
             units = list(spec.units(i))
             for j, unit in enumerate(units):
-                stage.add_module(f"unit{j}", TorchResidualUnit(unit))
-            self.add_module(f"stage{i}", stage)
-            self.stages.append([getattr(stage, f"unit{j}") for j in range(len(units))])
+                stage.add_module(unit_name(j), TorchResidualUnit(unit))
+            self.add_module(stage_name(i), stage)
+            self.stages.append([getattr(stage, unit_name(j)) for j in range(len(units))])
         self.final = TorchConvBN(spec.blocks[-1].width, spec.final_width, 1)
         self.head = nn.Linear(spec.final_width, spec.num_classes)
 

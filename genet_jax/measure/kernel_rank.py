@@ -17,6 +17,7 @@ from genet_jax import cli
 from genet_jax.interop.model_checkpoint import load_model_checkpoint
 from genet_jax.interop.pth_files import read_pth
 from genet_jax.measure.output import new_figure, save_figure, write_csv
+from genet_jax.arch.paths import UnitLayerPath
 from genet_jax.arch.spec import NetworkSpec
 
 
@@ -24,10 +25,12 @@ def last_kxk_kernels(spec: NetworkSpec, params: Mapping) -> list[dict]:
     """Per stage: the kernel of the last unit's kxk conv (conv2 in XX, BL and DW units)."""
     found = []
     for index, block in enumerate(spec.blocks):
-        unit = f"unit{block.depth - 1}"
-        kernel = np.asarray(params[f"stage{index}"][unit]["conv2"]["conv"]["kernel"], np.float64)
-        found.append({"stage": index, "layer": f"stage{index}/{unit}/conv2", "block_type": block.block_type,
-                      "kernel": kernel})
+        path = UnitLayerPath(index, block.depth - 1, "conv2")
+        layer = params
+        for name in path.names:
+            layer = layer[name]
+        found.append({"stage": index, "layer": "/".join(path.names), "block_type": block.block_type,
+                      "kernel": np.asarray(layer["conv"]["kernel"], np.float64)})
     return found
 
 

@@ -21,7 +21,7 @@ def new_figure(ncols: int = 1, width: float = 5.0, height: float = 4.0):
     import matplotlib  # imported when a plot is drawn: matplotlib's import costs about a second
 
     matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after choosing the Agg backend
 
     fig, axes = plt.subplots(1, ncols, figsize=(width * ncols, height), squeeze=False)
     return fig, list(axes[0])

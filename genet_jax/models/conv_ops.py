@@ -20,11 +20,13 @@ resolves it once, when it is built, and carries the resolved name (results recor
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+from genet_jax.arch.counting import conv_out_size
 
 CONV_IMPLS = ("auto", "lax", "taps")
 
@@ -38,17 +40,13 @@ def resolve_conv_impl(conv_impl: str, platform: Optional[str] = None) -> str:
     return conv_impl
 
 
-def _output_size(size: int, kernel: int, stride: int, pad: tuple[int, int]) -> int:
-    return (size + pad[0] + pad[1] - kernel) // stride + 1
-
-
 def depthwise_conv_taps(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
                         padding: Sequence[tuple[int, int]]) -> jax.Array:
     """Depthwise conv, NHWC input, kernel (kh, kw, 1, C). Products are summed in float32."""
     kh, kw, _, channels = kernel.shape
     n, h, w, _ = x.shape
     (sh, sw), (ph, pw) = strides, padding
-    out_h, out_w = _output_size(h, kh, sh, ph), _output_size(w, kw, sw, pw)
+    out_h, out_w = conv_out_size(h, kh, sh, ph), conv_out_size(w, kw, sw, pw)
     padded = jnp.pad(x, ((0, 0), ph, pw, (0, 0)))
     acc_dtype = jnp.promote_types(x.dtype, jnp.float32)
     taps = kernel.astype(acc_dtype)
@@ -68,7 +66,7 @@ def dense_conv_taps(x: jax.Array, kernel: jax.Array, strides: Sequence[int], pad
     kh, kw, in_channels, _ = kernel.shape
     n, h, w, _ = x.shape
     (sh, sw), (ph, pw) = strides, padding
-    out_h, out_w = _output_size(h, kh, sh, ph), _output_size(w, kw, sw, pw)
+    out_h, out_w = conv_out_size(h, kh, sh, ph), conv_out_size(w, kw, sw, pw)
     padded = jnp.pad(x, ((0, 0), ph, pw, (0, 0)))
     total = None
     for i in range(kh):
@@ -129,11 +127,23 @@ def conv_function(conv_impl: str):
     return taps_conv_general_dilated if resolve_conv_impl(conv_impl) == "taps" else lax.conv_general_dilated
 
 
-def global_average_pool(x: jax.Array, conv_impl: str) -> jax.Array:
-    """Mean over H and W of an NHWC tensor, accumulated in float32: (N, C) float32."""
-    if resolve_conv_impl(conv_impl) != "taps":
-        return jnp.mean(x, axis=(1, 2), dtype=jnp.float32)
+def _mean_pool(x: jax.Array) -> jax.Array:
+    return jnp.mean(x, axis=(1, 2), dtype=jnp.float32)
+
+
+def _matmul_pool(x: jax.Array) -> jax.Array:
     n, h, w, c = x.shape
     summed = jnp.einsum("npc,p->nc", x.reshape(n, h * w, c), jnp.ones((h * w,), x.dtype),
                         preferred_element_type=jnp.float32)
     return summed / (h * w)
+
+
+def pool_function(conv_impl: str) -> Callable[[jax.Array], jax.Array]:
+    """Global average pooling for `conv_impl`: NHWC -> (N, C) float32, accumulated in float32
+    (a matmul with a ones vector under "taps", see above; a mean otherwise)."""
+    return _matmul_pool if resolve_conv_impl(conv_impl) == "taps" else _mean_pool
+
+
+def global_average_pool(x: jax.Array, conv_impl: str) -> jax.Array:
+    """Mean over H and W of an NHWC tensor, accumulated in float32: (N, C) float32."""
+    return pool_function(conv_impl)(x)

@@ -1,23 +1,31 @@
-"""Flax Linen building blocks: conv-BN-ReLU, the XX / BL / DW residual units, the super-block.
+"""Flax Linen building blocks: conv-BN(-ReLU), the residual unit, the super-block.
 
 Layout is NHWC. Every conv uses explicit symmetric padding (k-1)//2 so outputs match PyTorch
-(lax 'SAME' puts the odd pixel bottom/right for stride 2). Parameters and BN statistics are float32;
-`dtype` is the compute dtype.
+(lax 'SAME' puts the odd pixel bottom/right for stride 2). Parameters and BN statistics are float32.
+
+The layers never see the model-wide settings (compute dtype, convolution kernels, BN folding,
+train/eval): as in flax's ImageNet example they are handed layer factories (`ModuleDef`s, partially
+applied module classes), built in one place, `build_layers`.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+import dataclasses
+import functools
+from typing import Any, Callable, NamedTuple, Optional
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from genet_jax.models.conv_ops import conv_function
+from genet_jax.arch.counting import symmetric_pad
+from genet_jax.arch.paths import unit_name
 from genet_jax.arch.spec import UnitConfig
+from genet_jax.models.conv_ops import conv_function, pool_function
 
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9  # Flax convention: PyTorch's momentum 0.1
 
 Dtype = Any
+ModuleDef = Any  # a module class, or a functools.partial of one
 
 
 def conv_kernel_init(groups: int) -> Callable:
@@ -25,9 +33,18 @@ def conv_kernel_init(groups: int) -> Callable:
     return nn.initializers.variance_scaling(2.0 * groups, "fan_out", "normal")
 
 
+def _factory():
+    """A required keyword-only field: a ModuleDef, passed by name (see build_layers)."""
+    return dataclasses.field(kw_only=True)
+
+
 class ConvBN(nn.Module):
-    """kxk conv (no bias) -> BN -> optional ReLU. With `fold_bn` the BN is already folded into the
-    conv, which then carries a bias (see genet_jax.models.folding)."""
+    """kxk conv -> BN -> optional ReLU.
+
+    `conv` builds the nn.Conv (compute dtype, kernels, bias); `norm` the nn.BatchNorm (train or
+    eval), or is None when the BN is folded into the conv, which then carries a bias (see
+    genet_jax.models.folding). Submodules: conv, bn.
+    """
 
     features: int
     kernel_size: int = 1
@@ -35,98 +52,76 @@ class ConvBN(nn.Module):
     groups: int = 1
     relu: bool = True
     zero_init_scale: bool = False
-    fold_bn: bool = False
-    dtype: Dtype = jnp.float32
-    conv_impl: str = "auto"
+    conv: ModuleDef = _factory()
+    norm: Optional[ModuleDef] = _factory()
 
     @nn.compact
-    def __call__(self, x, train: bool = False):
-        pad = (self.kernel_size - 1) // 2
-        x = nn.Conv(self.features, (self.kernel_size, self.kernel_size), strides=self.stride,
-                    padding=((pad, pad), (pad, pad)), feature_group_count=self.groups,
-                    use_bias=self.fold_bn, kernel_init=conv_kernel_init(self.groups),
-                    dtype=self.dtype, param_dtype=jnp.float32,
-                    conv_general_dilated=conv_function(self.conv_impl), name="conv")(x)
-        if not self.fold_bn:
-            x = nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
-                             scale_init=nn.initializers.zeros if self.zero_init_scale else nn.initializers.ones,
-                             dtype=self.dtype, param_dtype=jnp.float32, name="bn")(x)
+    def __call__(self, x):
+        k, pad = self.kernel_size, symmetric_pad(self.kernel_size)
+        x = self.conv(self.features, (k, k), strides=self.stride, padding=((pad, pad), (pad, pad)),
+                      feature_group_count=self.groups, kernel_init=conv_kernel_init(self.groups), name="conv")(x)
+        if self.norm is not None:
+            scale_init = nn.initializers.zeros if self.zero_init_scale else nn.initializers.ones
+            x = self.norm(scale_init=scale_init, name="bn")(x)
         return nn.relu(x) if self.relu else x
 
 
 class ResidualUnit(nn.Module):
-    """ReLU(main(x) + shortcut(x)); the shortcut is identity or a strided 1x1 conv + BN.
+    """ReLU(main(x) + shortcut(x)), wired from `unit.conv_layers()` (as the PyTorch module is).
 
-    Subclasses define `main_path`; the last conv of the main path has no ReLU and, with
-    `zero_init_last_bn`, a zero-initialised BN scale so the unit starts as its shortcut.
+    The main path runs its convs in order, each with a ReLU except the last (`after_stride`), whose
+    BN scale starts at zero with `zero_init_last_bn` so the unit starts as its shortcut. The
+    shortcut is the identity or the unit's projection conv (1x1, strided, + BN).
     """
 
     unit: UnitConfig
     zero_init_last_bn: bool = False
-    fold_bn: bool = False
-    dtype: Dtype = jnp.float32
-    conv_impl: str = "auto"
-
-    def conv_bn(self, features: int, kernel_size: int, stride: int = 1, groups: int = 1,
-                relu: bool = True, last: bool = False, name: str = "") -> ConvBN:
-        return ConvBN(features, kernel_size, stride, groups, relu, zero_init_scale=last and self.zero_init_last_bn,
-                      fold_bn=self.fold_bn, dtype=self.dtype, conv_impl=self.conv_impl, name=name)
-
-    def main_path(self, x, train: bool):
-        raise NotImplementedError
+    conv_bn: ModuleDef = _factory()  # ConvBN
 
     @nn.compact
-    def __call__(self, x, train: bool = False):
-        y = self.main_path(x, train)
-        if self.unit.has_projection:
-            x = self.conv_bn(self.unit.width, 1, self.unit.stride, relu=False, name="shortcut")(x, train)
-        return nn.relu(y + x)
-
-
-class XXBlock(ResidualUnit):
-    """Full kxk conv (stride here) -> full kxk conv."""
-
-    def main_path(self, x, train):
-        u = self.unit
-        x = self.conv_bn(u.mid_width, u.kernel_size, u.stride, name="conv1")(x, train)
-        return self.conv_bn(u.width, u.kernel_size, relu=False, last=True, name="conv2")(x, train)
-
-
-class BLBlock(ResidualUnit):
-    """1x1 reduce -> full kxk (stride here) -> 1x1 expand."""
-
-    def main_path(self, x, train):
-        u = self.unit
-        x = self.conv_bn(u.mid_width, 1, name="conv1")(x, train)
-        x = self.conv_bn(u.mid_width, u.kernel_size, u.stride, name="conv2")(x, train)
-        return self.conv_bn(u.width, 1, relu=False, last=True, name="conv3")(x, train)
-
-
-class DWBlock(ResidualUnit):
-    """1x1 expand -> depthwise kxk (stride here) -> 1x1 project."""
-
-    def main_path(self, x, train):
-        u = self.unit
-        x = self.conv_bn(u.mid_width, 1, name="conv1")(x, train)
-        x = self.conv_bn(u.mid_width, u.kernel_size, u.stride, groups=u.mid_width, name="conv2")(x, train)
-        return self.conv_bn(u.width, 1, relu=False, last=True, name="conv3")(x, train)
-
-
-BLOCK_MODULES = {"XX": XXBlock, "BL": BLBlock, "DW": DWBlock}
+    def __call__(self, x):
+        y = shortcut = x
+        for layer in self.unit.conv_layers():
+            module = self.conv_bn(layer.out_width, layer.kernel_size, layer.stride, layer.groups, relu=layer.relu,
+                                  zero_init_scale=self.zero_init_last_bn and layer.after_stride, name=layer.name)
+            if layer.is_shortcut:
+                shortcut = module(x)
+            else:
+                y = module(y)
+        return nn.relu(y + shortcut)
 
 
 class SuperBlock(nn.Module):
     """`depth` residual units of one type; units are named unit0, unit1, ..."""
 
     units: tuple[UnitConfig, ...]
-    zero_init_last_bn: bool = False
-    fold_bn: bool = False
-    dtype: Dtype = jnp.float32
-    conv_impl: str = "auto"
+    residual_unit: ModuleDef = _factory()  # ResidualUnit
 
     @nn.compact
-    def __call__(self, x, train: bool = False):
-        for i, unit in enumerate(self.units):
-            x = BLOCK_MODULES[unit.block_type](unit, self.zero_init_last_bn, self.fold_bn, self.dtype,
-                                               self.conv_impl, name=f"unit{i}")(x, train)
+    def __call__(self, x):
+        for j, unit in enumerate(self.units):
+            x = self.residual_unit(unit, name=unit_name(j))(x)
         return x
+
+
+class Layers(NamedTuple):
+    """The layer factories of one model call."""
+
+    conv_bn: ModuleDef  # ConvBN(features, kernel_size, stride, groups, relu, zero_init_scale, name=...)
+    residual_unit: ModuleDef  # ResidualUnit(unit, name=...)
+    pool: Callable  # global average pooling, NHWC -> (N, C) float32
+
+
+def build_layers(dtype: Dtype, conv_impl: str, *, fold_bn: bool = False, zero_init_last_bn: bool = False,
+                 train: bool = False) -> Layers:
+    """Turn the model-wide settings into layer factories: the one place that picks the conv kernels
+    (genet_jax.models.conv_ops), the compute dtype (parameters and BN statistics stay float32), BN
+    or its folded form (a conv with bias), and BN's train / eval mode."""
+    conv = functools.partial(nn.Conv, use_bias=fold_bn, dtype=dtype, param_dtype=jnp.float32,
+                             conv_general_dilated=conv_function(conv_impl))
+    norm = None if fold_bn else functools.partial(
+        nn.BatchNorm, use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, dtype=dtype,
+        param_dtype=jnp.float32)
+    conv_bn = functools.partial(ConvBN, conv=conv, norm=norm)
+    residual_unit = functools.partial(ResidualUnit, zero_init_last_bn=zero_init_last_bn, conv_bn=conv_bn)
+    return Layers(conv_bn, residual_unit, pool_function(conv_impl))

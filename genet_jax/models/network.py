@@ -8,9 +8,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from genet_jax.models.conv_ops import global_average_pool, resolve_conv_impl
-from genet_jax.models.layers import ConvBN, Dtype, SuperBlock
+from genet_jax.arch.paths import stage_name
 from genet_jax.arch.registry import resolve_spec
+from genet_jax.models.conv_ops import resolve_conv_impl
+from genet_jax.models.layers import Dtype, SuperBlock, build_layers
 from genet_jax.arch.spec import NetworkSpec, SpecError
 
 _DTYPES = {"float32": jnp.float32, "fp32": jnp.float32, "bfloat16": jnp.bfloat16, "bf16": jnp.bfloat16,
@@ -49,13 +50,14 @@ class MasterNet(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool = False):
         spec = self.spec
-        common = dict(fold_bn=self.fold_bn, dtype=self.dtype, conv_impl=self.conv_impl)
+        layers = build_layers(self.dtype, self.conv_impl, fold_bn=self.fold_bn,
+                              zero_init_last_bn=self.zero_init_last_bn, train=train)
         x = jnp.asarray(x, self.dtype)
-        x = ConvBN(spec.stem_width, spec.stem_kernel_size, spec.stem_stride, name="stem", **common)(x, train)
+        x = layers.conv_bn(spec.stem_width, spec.stem_kernel_size, spec.stem_stride, name="stem")(x)
         for i in range(len(spec.blocks)):
-            x = SuperBlock(tuple(spec.units(i)), self.zero_init_last_bn, name=f"stage{i}", **common)(x, train)
-        x = ConvBN(spec.final_width, 1, name="final", **common)(x, train)
-        x = global_average_pool(x, self.conv_impl)
+            x = SuperBlock(tuple(spec.units(i)), residual_unit=layers.residual_unit, name=stage_name(i))(x)
+        x = layers.conv_bn(spec.final_width, 1, name="final")(x)
+        x = layers.pool(x)
         x = nn.Dense(spec.num_classes, dtype=self.dtype, param_dtype=jnp.float32,
                      kernel_init=nn.initializers.normal(0.01), name="head")(x.astype(self.dtype))
         return x.astype(jnp.float32)

@@ -1,3 +1,5 @@
 """LLR-NAS (paper section 4.2): perturb each super-block, fine-tune, fit the local linear model,
-select under a latency budget. Each step is a function over plain data (genet_jax.nas.space,
-.inherit, .regress, .latency_table, .select); genet_jax.nas.driver persists and sequences them."""
+select under a latency budget. The math is plain functions over plain data (genet_jax.nas.space,
+.inherit, .local_linear, .latency_table, .candidates); the stages (.master, .finetune, .regression,
+.calibration, .selection, .final) run it over a SearchContext (.context) and persist what they make;
+genet_jax.nas.driver sequences them."""

@@ -18,6 +18,7 @@ from typing import Mapping
 import numpy as np
 from flax import traverse_util
 
+from genet_jax.arch.paths import stage_of
 from genet_jax.arch.spec import NetworkSpec
 
 COPIED, PARTIAL, FRESH = "copied", "partial", "fresh"
@@ -36,12 +37,10 @@ def _overlap_slices(old_shape, new_shape, centred_dims: int) -> tuple[tuple[slic
     return tuple(old_index), tuple(new_index)
 
 
-def _changed_type_stages(master: NetworkSpec, new: NetworkSpec) -> set[str]:
-    stages = set()
-    for i, (a, b) in enumerate(zip(master.blocks, new.blocks)):
-        if a.block_type != b.block_type:
-            stages.add(f"stage{i}")
-    stages.update(f"stage{i}" for i in range(min(len(master.blocks), len(new.blocks)), len(new.blocks)))
+def _changed_type_stages(master: NetworkSpec, new: NetworkSpec) -> set[int]:
+    """Super-blocks of `new` that are new or changed type."""
+    stages = {i for i, (a, b) in enumerate(zip(master.blocks, new.blocks)) if a.block_type != b.block_type}
+    stages.update(range(min(len(master.blocks), len(new.blocks)), len(new.blocks)))
     return stages
 
 
@@ -49,13 +48,13 @@ def inherit_variables(master_variables: Mapping, fresh_variables: Mapping, maste
                       new: NetworkSpec) -> tuple[dict, dict[str, str]]:
     """(variables of `new` built from the MasterNet's, {path: copied|partial|fresh})."""
     skip = _changed_type_stages(master, new)
-    old_flat = traverse_util.flatten_dict(master_variables, sep="/")
-    new_flat = traverse_util.flatten_dict(fresh_variables, sep="/")
+    old_flat = traverse_util.flatten_dict(master_variables)
+    new_flat = traverse_util.flatten_dict(fresh_variables)
     out, report = {}, {}
-    for path, fresh in new_flat.items():
-        fresh = np.asarray(fresh)
-        old = old_flat.get(path)
-        if old is None or path.split("/")[1] in skip:
+    for key, fresh in new_flat.items():  # key: (collection, module names..., leaf)
+        fresh, path = np.asarray(fresh), "/".join(key)
+        old = old_flat.get(key)
+        if old is None or stage_of(key[1:]) in skip:
             out[path], report[path] = fresh, FRESH
             continue
         old = np.asarray(old)

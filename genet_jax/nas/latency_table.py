@@ -22,14 +22,35 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from genet_jax.models.conv_ops import global_average_pool
 from genet_jax.arch.counting import conv_out_size
-from genet_jax.models.layers import BLOCK_MODULES, ConvBN
+from genet_jax.models.layers import build_layers
 from genet_jax.models.network import canonical_dtype
 from genet_jax.nas.space import BlockType, SearchSpace
 from genet_jax.nas.store import MeasurementCache, fingerprint
 from genet_jax.arch.spec import NetworkSpec, UnitConfig, mid_width
 from genet_jax.latency.timing import ProbeSettings, measurement_context, time_forward, timing_variables
+
+
+# The parts timed, as the MasterNet builds them (eval mode). Their fields are plain values: a part's
+# repr keys PartProbeCache, so it must not hold layer factories (whose repr has addresses). The
+# layer shares the part's scope: the variables are the layer's own (stem: conv/, bn/; unit: conv1/, ...).
+
+class _Layer(nn.Module):
+    """One layer of the MasterNet, for timing: its stem conv (`stem` = (features, kernel, stride)) or
+    a residual unit (`unit`)."""
+
+    dtype: object
+    conv_impl: str
+    stem: Optional[tuple[int, int, int]] = None
+    unit: Optional[UnitConfig] = None
+
+    def setup(self):
+        layers = build_layers(self.dtype, self.conv_impl)
+        self.layer = layers.conv_bn(*self.stem) if self.stem is not None else layers.residual_unit(self.unit)
+        nn.share_scope(self, self.layer)
+
+    def __call__(self, x):
+        return self.layer(x)
 
 
 class _Tail(nn.Module):
@@ -42,8 +63,8 @@ class _Tail(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        x = ConvBN(self.final_width, 1, dtype=self.dtype, conv_impl=self.conv_impl)(x)
-        x = global_average_pool(x, self.conv_impl)
+        layers = build_layers(self.dtype, self.conv_impl)
+        x = layers.pool(layers.conv_bn(self.final_width, 1)(x))
         return nn.Dense(self.num_classes, dtype=self.dtype)(x.astype(self.dtype))
 
 
@@ -102,8 +123,28 @@ def width_grid(width: int, space: SearchSpace, points: int) -> np.ndarray:
     return allowed[picks]
 
 
+class _JsonSerialisable:
+    """LatencyTable's JSON form (a mixin, so that the dataclass below reads as the table)."""
+
+    def to_dict(self) -> dict:
+        return {"resolution": self.resolution, "settings": dataclasses.asdict(self.settings), "stem": self.stem,
+                "in_grids": [g.tolist() for g in self.in_grids], "out_grids": [g.tolist() for g in self.out_grids],
+                "blocks": [{k: {p: v.tolist() for p, v in parts.items()} for k, parts in b.items()}
+                           for b in self.blocks],
+                "tail": self.tail.tolist(), "strides": list(self.strides), "scale": self.scale,
+                "exponent": self.exponent, "rest_grids": [g.tolist() for g in self.rest_grids]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LatencyTable":
+        return cls(d["resolution"], ProbeSettings(**d["settings"]), d["stem"],
+                   [np.asarray(g) for g in d["in_grids"]], [np.asarray(g) for g in d["out_grids"]],
+                   [{k: {p: np.asarray(v) for p, v in parts.items()} for k, parts in b.items()} for b in d["blocks"]],
+                   np.asarray(d["tail"]), list(d["strides"]), d["scale"], d["exponent"],
+                   [np.asarray(g) for g in d["rest_grids"]])
+
+
 @dataclasses.dataclass
-class LatencyTable:
+class LatencyTable(_JsonSerialisable):
     """ms/image parts; `blocks[i][type_key]` = {'first': (len(in_grids[i]), len(out_grids[i])),
     'rest': (len(rest_grids[i]),)}."""
 
@@ -153,39 +194,27 @@ class LatencyTable:
                                   np.asarray([[b.width for b in spec.blocks]]), spec.stem_width)[0])
 
     def calibrate(self, raw: Sequence[float], measured: Sequence[float]) -> None:
-        """Fit measured ~ scale * raw ** exponent by least squares in log space: the sum of
-        separately timed parts is off both by per-part overheads and by a factor, and full-network
-        latencies span orders of magnitude, so a multiplicative fit is not dominated by the slowest
-        structures. With fewer than 3 points, latencies within a factor of 2 of each other (structures near
-        the budget) or a non-positive slope: exponent 1, scale the median ratio. Median, not mean: a
-        minority of networks run far slower than the sum of their parts (fusion across unit boundaries;
-        measured here up to 1.5x), and a mean would let those few shift every prediction."""
-        log_raw, log_measured = np.log(np.asarray(raw, float)), np.log(np.asarray(measured, float))
-        if len(log_raw) >= 3 and np.ptp(log_raw) >= np.log(2.0):  # a slope needs a spread of latencies
-            exponent, log_scale = np.polyfit(log_raw, log_measured, 1)
-            if exponent > 0:
-                self.scale, self.exponent = float(np.exp(log_scale)), float(exponent)
-                return
-        self.scale, self.exponent = float(np.exp(np.median(log_measured - log_raw))), 1.0
+        """Set scale and exponent from (sum of parts, measured) pairs: `fit_power_law`."""
+        self.scale, self.exponent = fit_power_law(raw, measured)
 
     def uncalibrated(self, predicted: np.ndarray) -> np.ndarray:
         return (np.asarray(predicted) / self.scale) ** (1.0 / self.exponent)
 
-    def to_dict(self) -> dict:
-        return {"resolution": self.resolution, "settings": dataclasses.asdict(self.settings), "stem": self.stem,
-                "in_grids": [g.tolist() for g in self.in_grids], "out_grids": [g.tolist() for g in self.out_grids],
-                "blocks": [{k: {p: v.tolist() for p, v in parts.items()} for k, parts in b.items()}
-                           for b in self.blocks],
-                "tail": self.tail.tolist(), "strides": list(self.strides), "scale": self.scale,
-                "exponent": self.exponent, "rest_grids": [g.tolist() for g in self.rest_grids]}
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "LatencyTable":
-        return cls(d["resolution"], ProbeSettings(**d["settings"]), d["stem"],
-                   [np.asarray(g) for g in d["in_grids"]], [np.asarray(g) for g in d["out_grids"]],
-                   [{k: {p: np.asarray(v) for p, v in parts.items()} for k, parts in b.items()} for b in d["blocks"]],
-                   np.asarray(d["tail"]), list(d["strides"]), d["scale"], d["exponent"],
-                   [np.asarray(g) for g in d["rest_grids"]])
+def fit_power_law(raw: Sequence[float], measured: Sequence[float]) -> tuple[float, float]:
+    """(scale, exponent) of measured ~ scale * raw ** exponent, by least squares in log space: the sum of
+    separately timed parts is off both by per-part overheads and by a factor, and full-network
+    latencies span orders of magnitude, so a multiplicative fit is not dominated by the slowest
+    structures. With fewer than 3 points, latencies within a factor of 2 of each other (structures near
+    the budget) or a non-positive slope: exponent 1, scale the median ratio. Median, not mean: a
+    minority of networks run far slower than the sum of their parts (fusion across unit boundaries;
+    measured here up to 1.5x), and a mean would let those few shift every prediction."""
+    log_raw, log_measured = np.log(np.asarray(raw, float)), np.log(np.asarray(measured, float))
+    if len(log_raw) >= 3 and np.ptp(log_raw) >= np.log(2.0):  # a slope needs a spread of latencies
+        exponent, log_scale = np.polyfit(log_raw, log_measured, 1)
+        if exponent > 0:
+            return float(np.exp(log_scale)), float(exponent)
+    return float(np.exp(np.median(log_measured - log_raw))), 1.0
 
 
 def _bilinear(xs: np.ndarray, ys: np.ndarray, table: np.ndarray, x, y) -> np.ndarray:
@@ -229,19 +258,18 @@ def build_latency_table(master: NetworkSpec, type_keys: Sequence[Sequence[str]],
         bar.update(1)
         return timer(module, tuple(int(s) for s in shape), settings)
 
-    stem = probe(ConvBN(spec.stem_width, spec.stem_kernel_size, spec.stem_stride, dtype=dtype,
-                        conv_impl=settings.conv_impl), (b, resolution, resolution, spec.in_channels))
+    stem = probe(_Layer(dtype, settings.conv_impl, stem=(spec.stem_width, spec.stem_kernel_size, spec.stem_stride)),
+                 (b, resolution, resolution, spec.in_channels))
     blocks = []
     for i, keys in enumerate(type_keys):
         stride, entries = spec.blocks[i].stride, {}
         for key in keys:
             block_type = BlockType.from_key(key)
-            module_class = BLOCK_MODULES[block_type.block_type]
 
             def unit(cin, cout, s, config_class=UnitConfig):
                 config = config_class(block_type.block_type, int(cin), int(cout),
                                       mid_width(int(cout), block_type.ratio), s, block_type.kernel_size)
-                return module_class(config, dtype=dtype, conv_impl=settings.conv_impl)
+                return _Layer(dtype, settings.conv_impl, unit=config)
 
             first = np.asarray([[probe(unit(cin, cout, stride, _ProjectedUnit), (b, sizes[i], sizes[i], cin))
                                  for cout in out_grids[i]] for cin in in_grids[i]])

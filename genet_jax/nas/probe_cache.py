@@ -8,6 +8,7 @@ from typing import Optional
 
 from tqdm import tqdm
 
+from genet_jax.latency import probe_latencies
 from genet_jax.nas.space import spec_key
 from genet_jax.nas.store import MeasurementCache, fingerprint
 from genet_jax.arch.spec import NetworkSpec
@@ -32,8 +33,6 @@ class NetworkProbe:
         """Several structures measured together by `latency.probe_latencies` (one round of each in
         turn), so a slow spell of the host does not bias a whole batch of calibration or check probes;
         a progress bar when `desc` is given."""
-        from genet_jax.latency import probe_latencies
-
         s, keys = self.settings, [self.key(spec) for spec in specs]
         todo = {key: spec for key, spec in zip(keys, specs) if key not in self.cache.entries}
         if todo:

@@ -3,7 +3,6 @@ ranges, and seeded perturbation jobs."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 from typing import Sequence
@@ -11,6 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from genet_jax.arch.spec import NetworkSpec, SpecError, SuperBlockSpec
+from genet_jax.nas.store import sha256_key
 
 
 def _ratio_text(ratio: float) -> str:
@@ -92,8 +92,7 @@ def make_block(block_type: BlockType, depth: int, width: int, stride: int) -> Su
 
 def spec_key(spec: NetworkSpec) -> str:
     """A short stable hash of a structure (the results store's key)."""
-    text = json.dumps(spec.to_dict(), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return sha256_key(json.dumps(spec.to_dict(), sort_keys=True, separators=(",", ":")))
 
 
 @dataclasses.dataclass(frozen=True)

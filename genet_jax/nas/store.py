@@ -15,6 +15,7 @@ import jax
 log = logging.getLogger(__name__)
 
 PATTERN = "finetunes-*.jsonl"
+KEY_HEX_DIGITS = 16  # of a stored key's sha256: 64 bits, short enough for file names, collisions out of reach
 
 
 def shard_file(directory: str, shard: int, num_shards: int) -> str:
@@ -57,8 +58,14 @@ def load_results(directory: str) -> dict[str, dict]:
     return read_results(glob.glob(os.path.join(directory, PATTERN)))
 
 
+def sha256_key(text: str) -> str:
+    """The short hash every stored key uses: the first KEY_HEX_DIGITS hex digits of sha256(text)."""
+    return hashlib.sha256(text.encode()).hexdigest()[:KEY_HEX_DIGITS]
+
+
 def fingerprint(*parts) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """The inputs a stored result was made from (JSON of `parts`; non-JSON values by str())."""
+    return sha256_key(json.dumps(parts, sort_keys=True, default=str))
 
 
 def write_json(path: str, data) -> None:

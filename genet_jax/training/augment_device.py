@@ -6,14 +6,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from genet_jax.data.images import IMAGENET_MEAN, IMAGENET_STD
+from genet_jax.data.images import normalization_constants
 
 
 def normalize_images(images: jax.Array, dtype=jnp.float32) -> jax.Array:
-    """uint8 NHWC -> (x/255 - mean) / std in `dtype`."""
-    mean = jnp.asarray(IMAGENET_MEAN * 255.0, jnp.float32)
-    inv_std = jnp.asarray(1.0 / (IMAGENET_STD * 255.0), jnp.float32)
-    return ((images.astype(jnp.float32) - mean) * inv_std).astype(dtype)
+    """uint8 NHWC -> (x/255 - mean) / std in `dtype` (data.images.normalization_constants)."""
+    offset, scale = (jnp.asarray(c, jnp.float32) for c in normalization_constants())
+    return ((images.astype(jnp.float32) - offset) * scale).astype(dtype)
 
 
 def random_erasing(key: jax.Array, images: jax.Array, prob: float, area=(0.02, 1 / 3),

@@ -1,9 +1,12 @@
 """The training and evaluation data of a training config."""
 from __future__ import annotations
 
+from typing import Optional
+
 import ml_collections
 
 from genet_jax.data import pipeline
+from genet_jax.data.autoaugment import make_policy
 from genet_jax.data.sources import Source, open_source
 from genet_jax.data.subsets import HOLDOUT_SPLIT, holdout_split
 from genet_jax.training.config import ConfigError
@@ -30,3 +33,14 @@ def open_sources(config: ml_collections.ConfigDict) -> tuple[Source, Source]:
         train_source = pipeline.decode_in_memory(train_source, data.num_threads, config.progress_bar)
         eval_source = pipeline.decode_in_memory(eval_source, data.num_threads, config.progress_bar)
     return train_source, eval_source
+
+
+def train_batches(config: ml_collections.ConfigDict, source: Source, size: int, per_host_batch: int,
+                  skips: pipeline.SkipCounter, data_state: Optional[dict], sharding) -> pipeline.DevicePrefetcher:
+    """This host's augmented training batches, placed with `sharding` ahead of use. `data_state`: the
+    iterator position a checkpoint saved (resume), or None to start at the beginning."""
+    iterator = iter(pipeline.train_dataset(source, config.augment, size, per_host_batch, config.seed,
+                                           config.data.num_threads, skips, make_policy(config.augment)))
+    if data_state is not None:
+        iterator.set_state(data_state)
+    return pipeline.DevicePrefetcher(iterator, sharding)

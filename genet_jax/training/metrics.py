@@ -5,13 +5,15 @@ import os
 
 import jax
 
+FLUSH_SECONDS = 30  # how often the event file is written out
+
 
 class MetricWriter:
     def __init__(self, workdir: str):
         self.writer = None
         if jax.process_index() == 0:
-            from tensorboardX import SummaryWriter
-            self.writer = SummaryWriter(os.path.join(workdir, "tensorboard"), flush_secs=30)
+            from tensorboardX import SummaryWriter  # here, on host 0 only: it imports torch if installed (seconds)
+            self.writer = SummaryWriter(os.path.join(workdir, "tensorboard"), flush_secs=FLUSH_SECONDS)
 
     def write(self, step: int, scalars: dict) -> None:
         if self.writer is None:

@@ -17,6 +17,7 @@ from genet_jax.interop.model_checkpoint import MODEL_ITEM, VARIABLES_ITEM, Check
 from genet_jax.training.steps import TrainState
 
 TRAIN_ITEM = "train_state"
+ERROR_TEXT_CHARS = 300  # of an orbax error's first line, quoted in a CheckpointError
 
 
 class TrainCheckpointer:
@@ -39,10 +40,7 @@ class TrainCheckpointer:
              metrics: Optional[dict] = None, wait: bool = False) -> int:
         step = int(jax.device_get(state.step))
         if data_state is not None:
-            directory = os.path.join(self.data_root, str(step))
-            os.makedirs(directory, exist_ok=True)
-            with open(os.path.join(directory, f"process_{jax.process_index()}.json"), "w") as f:
-                json.dump(data_state, f)
+            _write_data_state(self.data_root, step, data_state)
         self.manager.save(step, args=ocp.args.Composite(**{
             VARIABLES_ITEM: ocp.args.StandardSave({"params": state.params, "batch_stats": state.batch_stats}),
             MODEL_ITEM: ocp.args.JsonSave(model_json),
@@ -64,17 +62,12 @@ class TrainCheckpointer:
                                                           "batch_stats": abstract_state.batch_stats}),
                 TRAIN_ITEM: ocp.args.StandardRestore(abstract_state.train_fields())}))
         except Exception as e:
-            text = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+            text = str(e).strip().splitlines()[0][:ERROR_TEXT_CHARS] if str(e).strip() else ""
             raise CheckpointError(f"cannot resume from {self.root}/{step} (truncated or written by a different "
                                   f"model or optimizer?): {type(e).__name__}: {text}") from None
         variables, train = restored[VARIABLES_ITEM], restored[TRAIN_ITEM]
         state = TrainState(params=variables["params"], batch_stats=variables["batch_stats"], **train)
-        path = os.path.join(self.data_root, str(step), f"process_{jax.process_index()}.json")
-        data_state = None
-        if os.path.isfile(path):
-            with open(path) as f:
-                data_state = json.load(f)
-        return state, data_state
+        return state, _read_data_state(self.data_root, step)
 
     def _prune_data_states(self) -> None:
         if jax.process_index() != 0 or not os.path.isdir(self.data_root):
@@ -87,6 +80,26 @@ class TrainCheckpointer:
     def close(self) -> None:
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+def _data_state_path(data_root: str, step: int) -> str:
+    return os.path.join(data_root, str(step), f"process_{jax.process_index()}.json")
+
+
+def _write_data_state(data_root: str, step: int, data_state: dict) -> None:
+    path = _data_state_path(data_root, step)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(data_state, f)
+
+
+def _read_data_state(data_root: str, step: int) -> Optional[dict]:
+    """This host's data iterator position saved with `step`, or None (none saved)."""
+    path = _data_state_path(data_root, step)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
 
 
 def abstract_like(tree: Any, sharding) -> Any:

@@ -1,6 +1,6 @@
-"""The 'Selection' step: score many random structures with the local linear model and the latency
-table, keep those under the budget, measure the most accurate with the real full-network probe and
-pick the best one that truly fits."""
+"""The 'Selection' step's math (the stage around it: genet_jax.nas.selection): score many random
+structures with the local linear model and the latency table, keep those under the budget, measure
+the most accurate with the real full-network probe and pick the best one that truly fits."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,13 +8,14 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from genet_jax.errors import InputError
 from genet_jax.nas.latency_table import LatencyTable
-from genet_jax.nas.regress import LocalLinearModel
+from genet_jax.nas.local_linear import LocalLinearModel
 from genet_jax.nas.space import BlockType, SearchSpace, make_block
 from genet_jax.arch.spec import NetworkSpec
 
 
-class NoStructureFits(RuntimeError):
+class NoStructureFits(InputError, RuntimeError):
     """No structure was found under the latency budget."""
 
 

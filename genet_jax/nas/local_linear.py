@@ -1,4 +1,4 @@
-"""The local linear model (paper's 'Regression' step).
+"""The local linear model (paper's 'Regression' step; the stage around it: genet_jax.nas.regression).
 
 For super-block i and block type T the accuracy change of a perturbation is modelled as
     A - A* ~ g1[i,T] (d - d_i) + g2[i,T] (c - c_i) + b[i,T],     b[i, T_i] = 0
@@ -15,6 +15,7 @@ import dataclasses
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
+from scipy.stats import spearmanr
 
 from genet_jax.nas.space import BlockType
 from genet_jax.arch.spec import NetworkSpec, SuperBlockSpec
@@ -144,8 +145,6 @@ def leave_one_out(master: NetworkSpec, master_accuracy: float, samples: Sequence
 
 def fit_quality(actual: Sequence[float], predicted: Sequence[float]) -> dict:
     """RMSE, R^2 and Spearman rank correlation over the pairs with a prediction."""
-    from scipy.stats import spearmanr
-
     actual, predicted = np.asarray(actual, float), np.asarray(predicted, float)
     keep = np.isfinite(predicted)
     a, p = actual[keep], predicted[keep]

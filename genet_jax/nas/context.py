@@ -1,0 +1,87 @@
+"""What every LLR-NAS stage works from: the search config, its workdir, the trainer config the
+search derives (NAS validation split, search seed), the search space, the latency probe settings,
+the cached full-network probe and the data sources, opened on first use."""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+from typing import Optional
+
+import ml_collections
+
+from genet_jax.arch.registry import resolve_spec
+from genet_jax.arch.spec import NetworkSpec
+from genet_jax.errors import InputError
+from genet_jax.latency.timing import ProbeSettings
+from genet_jax.nas.probe_cache import NetworkProbe
+from genet_jax.nas.space import SearchSpace
+from genet_jax.training.inputs import open_sources
+
+
+class SearchError(InputError, RuntimeError):
+    """A search that cannot go on as asked; the message says what to run or fix."""
+
+
+@dataclasses.dataclass
+class SearchContext:
+    config: ml_collections.ConfigDict  # the search config
+    workdir: str  # absolute
+    train_config: ml_collections.ConfigDict  # config.train, evaluated on the NAS validation split
+    space: SearchSpace
+    master_spec: NetworkSpec  # the MasterNet the config names (before any training)
+    settings: ProbeSettings  # resolved latency probe settings
+    probe: NetworkProbe  # full-network latency, cached in latency/probes.json
+    _sources: Optional[tuple] = None
+
+    @property
+    def settings_key(self) -> str:
+        return self.probe.settings_key
+
+    def path(self, *parts: str) -> str:
+        return os.path.join(self.workdir, *parts)
+
+    def sources(self) -> tuple:
+        """(train, NAS validation) sources, opened on first use: stages that train nothing never read data."""
+        if self._sources is None:
+            self._sources = open_sources(self.train_config)
+        return self._sources
+
+
+def open_context(config: ml_collections.ConfigDict) -> SearchContext:
+    workdir = os.path.abspath(config.workdir)
+    space = SearchSpace.from_config(config.space)
+    train_config = copy.deepcopy(config.train)
+    with train_config.unlocked():
+        train_config.data.eval_split = "holdout"  # the NAS validation set; the test split is never used
+        train_config.seed = config.seed
+    if train_config.data.holdout_size <= 0:
+        raise SearchError("config.train.data.holdout_size must be > 0: LLR-NAS validates on held-out "
+                          "training images, never on the test split")
+    master_spec = resolve_spec(config.train.model)
+    lat = config.latency
+    settings = ProbeSettings(lat.batch, lat.dtype, lat.conv_impl, lat.runs, lat.warmup, lat.trim,
+                             lat.rounds).resolved()
+    probe = NetworkProbe(os.path.join(workdir, "latency", "probes.json"), settings)
+    return SearchContext(config, workdir, train_config, space, master_spec, settings, probe)
+
+
+def run_config(ctx: SearchContext, workdir: str, spec: NetworkSpec, epochs: float,
+               lr_per_256: Optional[float] = None, warmup_epochs: Optional[float] = None,
+               steps: int = -1) -> ml_collections.ConfigDict:
+    """The trainer config of one training run of `spec` in `workdir`: `steps` > 0 overrides
+    `epochs`; evaluated once, at the end."""
+    c = copy.deepcopy(ctx.train_config)
+    with c.unlocked():
+        c.workdir = workdir
+        c.model = json.dumps(spec.to_dict())
+        c.resolution = -1
+        c.num_train_steps = int(steps)
+        c.num_epochs = float(epochs) if steps <= 0 else 1.0  # steps > 0 override epochs
+        c.eval_every_epochs = c.num_epochs if steps <= 0 else 1e9  # evaluated once, at the end
+        if lr_per_256 is not None:
+            c.optim.lr_per_256 = lr_per_256
+        if warmup_epochs is not None:
+            c.optim.warmup_epochs = warmup_epochs
+    return c

@@ -1,0 +1,94 @@
+"""Stage 2, perturb and fine-tune: each job is the MasterNet with one super-block replaced, started
+from the MasterNet's weights (genet_jax.nas.inherit) and fine-tuned through the trainer in
+finetunes/<key>/ (resumable); one line per finished job in results/finetunes-*.jsonl."""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+
+import jax
+from tqdm import tqdm
+
+from genet_jax.arch.spec import NetworkSpec
+from genet_jax.interop.model_checkpoint import load_model_checkpoint
+from genet_jax.models.network import init_variables
+from genet_jax.nas import store
+from genet_jax.nas.context import SearchContext, SearchError, run_config
+from genet_jax.nas.inherit import inherit_variables, summarize
+from genet_jax.nas.master import load_master
+from genet_jax.nas.space import Perturbation, perturbations, shard_jobs
+from genet_jax.training.config import model_from_config
+from genet_jax.training.loop import train
+from genet_jax.training.metrics import MetricWriter
+
+BASELINE = -1  # the `block` of the baseline job
+# The leading hex digits of a job's key folded into the init key: 28 bits, within fold_in's uint32.
+INIT_KEY_HEX_DIGITS = 7
+
+
+def results_dir(ctx: SearchContext) -> str:
+    return ctx.path("results")
+
+
+def jobs(ctx: SearchContext, master_spec: NetworkSpec) -> list[Perturbation]:
+    """Job 0 is the unperturbed MasterNet under the fine-tune schedule: the regression's baseline,
+    so that what fine-tuning alone adds is not credited to the perturbations."""
+    perturbed = perturbations(master_spec, ctx.config.perturbations_per_block, ctx.config.seed, ctx.space)
+    return [Perturbation(0, BASELINE, master_spec)] + [Perturbation(j.job + 1, j.block, j.spec) for j in perturbed]
+
+
+def init_key(seed: int, job: Perturbation) -> jax.Array:
+    """The fresh-initialisation key of a job: the search seed with the job's key folded in, so a
+    job's weights do not depend on its number, its shard or which jobs ran before it."""
+    return jax.random.fold_in(jax.random.PRNGKey(seed), int(job.key[:INIT_KEY_HEX_DIGITS], 16))
+
+
+def run_finetunes(ctx: SearchContext, shard: int = 0, num_shards: int = 1) -> int:
+    """Fine-tune this shard's jobs not yet in the results store; returns how many ran."""
+    master = load_master(ctx)
+    master_spec = NetworkSpec.from_dict(master["spec"])
+    done = store.load_results(results_dir(ctx))
+    todo = [job for job in shard_jobs(jobs(ctx, master_spec), shard, num_shards) if job.key not in done]
+    if not todo:
+        return 0
+    master_variables = load_model_checkpoint(master["checkpoint"]).variables
+    out = store.shard_file(results_dir(ctx), shard, num_shards)
+    writer = MetricWriter(ctx.path("search_metrics"))
+    try:
+        for job in tqdm(todo, desc=f"fine-tunes (shard {shard}/{num_shards})", unit="net"):
+            record = finetune_job(ctx, job, master_spec, master_variables)
+            if jax.process_index() == 0:
+                store.append_result(out, record)
+            writer.write(job.job, {"finetune/accuracy": record["accuracy"],
+                                   "finetune/delta_vs_master": record["accuracy"] - master["accuracy"]})
+            if not ctx.config.finetune.keep_checkpoints:
+                shutil.rmtree(os.path.join(job_dir(ctx, job), "checkpoints"), ignore_errors=True)
+    finally:
+        writer.close()
+    return len(todo)
+
+
+def job_dir(ctx: SearchContext, job: Perturbation) -> str:
+    return ctx.path("finetunes", job.key)
+
+
+def finetune_job(ctx: SearchContext, job: Perturbation, master_spec: NetworkSpec, master_variables) -> dict:
+    """Fine-tune one job from the inherited weights; its results-store record."""
+    model = model_from_config(ctx.train_config, job.spec)
+    fresh = jax.device_get(init_variables(model, init_key(ctx.config.seed, job)))
+    variables, inherited = inherit_variables(master_variables, fresh, master_spec, job.spec)
+    ft = ctx.config.finetune
+    run = run_config(ctx, job_dir(ctx, job), job.spec, ft.epochs, ft.lr_per_256, ft.warmup_epochs,
+                     ft.num_train_steps)
+    with run.unlocked():
+        run.progress_bar = False
+    started = time.time()
+    final = train(run, ctx.sources(), variables)
+    if final.interrupted:
+        raise SearchError("interrupted (SIGTERM); re-run the same command to resume")
+    return {"key": job.key, "job": job.job, "block": job.block,
+            "replacement": None if job.block == BASELINE else job.spec.blocks[job.block].to_dict(),
+            "spec": job.spec.to_dict(),
+            "accuracy": final.eval["top1"], "top5": final.eval["top5"], "steps": final.step,
+            "wall_seconds": time.time() - started, "inherited": summarize(inherited)}

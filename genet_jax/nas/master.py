@@ -1,0 +1,63 @@
+"""Stage 1, the MasterNet: trained through the trainer (workdir masternet/) or a given checkpoint
+evaluated; its spec, NAS-validation accuracy A* and checkpoint kept in master.json."""
+from __future__ import annotations
+
+import logging
+import os
+
+from genet_jax.arch.spec import NetworkSpec
+from genet_jax.interop.model_checkpoint import load_model_checkpoint
+from genet_jax.nas.context import SearchContext, SearchError, run_config
+from genet_jax.nas.store import read_json, write_json
+from genet_jax.training.config import model_from_config
+from genet_jax.training.evaluation import Evaluator
+from genet_jax.training.loop import train
+
+log = logging.getLogger("genet_jax.search")
+MASTER_FILE = "master.json"
+
+
+def run_master(ctx: SearchContext) -> dict:
+    """{'spec', 'accuracy', 'checkpoint'}: read from master.json, or made and written there."""
+    path = ctx.path(MASTER_FILE)
+    if os.path.exists(path):
+        return read_json(path)
+    record = _from_checkpoint(ctx) if ctx.config.master_checkpoint else _train_master(ctx)
+    write_json(path, record)
+    log.info("MasterNet: NAS-validation top-1 %.4f", record["accuracy"])
+    return record
+
+
+def load_master(ctx: SearchContext) -> dict:
+    """master.json, which the later stages need."""
+    path = ctx.path(MASTER_FILE)
+    if not os.path.exists(path):
+        raise SearchError(f"{path} does not exist: run the MasterNet step first "
+                          "(python search.py --config ... --stage master)")
+    return read_json(path)
+
+
+def evaluate(ctx: SearchContext, spec: NetworkSpec, variables: dict) -> float:
+    """NAS-validation top-1 of `spec` with `variables`."""
+    evaluator = Evaluator(model_from_config(ctx.train_config, spec), ctx.train_config)
+    return evaluator(variables, ctx.sources()[1], spec.resolution)["top1"]
+
+
+def _from_checkpoint(ctx: SearchContext) -> dict:
+    ckpt = load_model_checkpoint(ctx.config.master_checkpoint)
+    if ckpt.spec.num_classes != ctx.sources()[0].num_classes:
+        raise SearchError(f"master_checkpoint {ckpt.path} has {ckpt.spec.num_classes} classes, the data "
+                          f"{ctx.sources()[0].num_classes}")
+    log.warning("MasterNet from %s: if it was trained on the whole training split it has seen the NAS "
+                "validation images, and A* is optimistic", ckpt.path)
+    accuracy = evaluate(ctx, ckpt.spec, ckpt.variables)
+    return {"spec": ckpt.spec.to_dict(), "accuracy": accuracy, "checkpoint": ckpt.path}
+
+
+def _train_master(ctx: SearchContext) -> dict:
+    run = run_config(ctx, ctx.path("masternet"), ctx.master_spec, ctx.train_config.num_epochs,
+                     steps=ctx.train_config.num_train_steps)
+    final = train(run, ctx.sources())
+    if final.interrupted:
+        raise SearchError("MasterNet training was interrupted; re-run the same command to resume it")
+    return {"spec": final.model, "accuracy": final.eval["top1"], "checkpoint": final.checkpoint_dir}

@@ -1,0 +1,76 @@
+"""What a training run starts from: the workdir's latest checkpoint (resume), or variables given by
+the caller, config.init_from.checkpoint or a fresh initialisation; and its distillation teacher."""
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+import jax
+import ml_collections
+import optax
+
+from genet_jax.arch.spec import NetworkSpec
+from genet_jax.interop.model_checkpoint import load_model_checkpoint
+from genet_jax.models.network import MasterNet, init_variables
+from genet_jax.training import steps
+from genet_jax.training.config import ConfigError, model_from_config
+from genet_jax.training.train_checkpoints import TrainCheckpointer, abstract_like
+
+log = logging.getLogger("genet_jax.train")
+
+# Two specs are compared at this resolution (or their total stride, if larger): an architecture
+# check that ignores the resolution each was built for.
+_COMPARISON_RESOLUTION = 32
+
+
+def _same_architecture(a: NetworkSpec, b: NetworkSpec) -> bool:
+    resolution = max(a.total_stride, _COMPARISON_RESOLUTION)
+    return a.replace(num_classes=1, resolution=resolution) == b.replace(num_classes=1, resolution=resolution)
+
+
+def load_initial_variables(config, model: MasterNet, key: jax.Array) -> dict:
+    """Fresh variables, or those of config.init_from.checkpoint (a new head on a class change)."""
+    variables = jax.device_get(init_variables(model, key))
+    if not config.init_from.checkpoint:
+        return variables
+    ckpt = load_model_checkpoint(config.init_from.checkpoint)
+    if not _same_architecture(ckpt.spec, model.spec):
+        raise ConfigError("init_from.checkpoint", f"{ckpt.path} holds a different architecture than config.model "
+                                                  f"({ckpt.spec.to_json(indent=None)})")
+    params = dict(ckpt.variables["params"])
+    if ckpt.spec.num_classes != model.spec.num_classes:
+        log.info("fine-tuning from %s with a new %d-class head (checkpoint has %d)", ckpt.path,
+                 model.spec.num_classes, ckpt.spec.num_classes)
+        params["head"] = variables["params"]["head"]
+    else:
+        log.info("initialising from %s", ckpt.path)
+    return {"params": params, "batch_stats": ckpt.variables["batch_stats"]}
+
+
+def create_train_state(config: ml_collections.ConfigDict, model: MasterNet, tx: optax.GradientTransformation,
+                       checkpointer: TrainCheckpointer, sharding, key: jax.Array,
+                       initial_variables: Optional[dict] = None) -> tuple[steps.TrainState, Optional[dict]]:
+    """(train state placed with `sharding`, data iterator state or None). Resumes from the latest
+    checkpoint when there is one; otherwise starts from `initial_variables`, else from
+    `load_initial_variables(config, model, key)`."""
+    loss_scale = steps.initial_loss_scale(config)
+    if checkpointer.latest_step() is not None:  # resume: shapes only, no initialisation to compile or run
+        abstract = jax.eval_shape(lambda k: steps.init_state(init_variables(model, k), tx, loss_scale), key)
+        state, data_state = checkpointer.restore(abstract_like(abstract, sharding))
+        log.info("resuming from %s/%d", checkpointer.root, int(state.step))
+        return state, data_state
+    if initial_variables is None:
+        initial_variables = load_initial_variables(config, model, key)
+    return jax.device_put(steps.init_state(initial_variables, tx, loss_scale), sharding), None
+
+
+def load_teacher(config: ml_collections.ConfigDict, spec: NetworkSpec,
+                 sharding) -> tuple[Optional[MasterNet], Optional[dict]]:
+    """(teacher model, its variables placed with `sharding`) of config.teacher.checkpoint, or (None, None)."""
+    if not config.teacher.checkpoint:
+        return None, None
+    teacher = load_model_checkpoint(config.teacher.checkpoint)
+    if teacher.spec.num_classes != spec.num_classes:
+        raise ConfigError("teacher.checkpoint", f"the teacher has {teacher.spec.num_classes} classes, the data "
+                                                f"{spec.num_classes}")
+    return model_from_config(config, teacher.spec), jax.device_put(teacher.variables, sharding)

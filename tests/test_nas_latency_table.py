@@ -1,0 +1,145 @@
+"""The latency lookup table: interpolation, exact sums of parts, dense lines, calibration, a killed
+build resumed from its part probes, the table of real probes round-tripped."""
+import json
+
+import numpy as np
+import pytest
+
+from genet_jax.latency.timing import ProbeSettings
+from genet_jax.models.network import canonical_dtype
+from genet_jax.nas.candidates import predict_latency, sample_candidates
+from genet_jax.nas.latency_table import (
+    LatencyTable,
+    PartProbeCache,
+    _bilinear,
+    _Tail,
+    build_latency_table,
+    stage_input_sizes,
+)
+from genet_jax.nas.space import BlockType, make_block
+from tests.nas_helpers import MASTER, SPACE
+
+
+def test_bilinear_interpolation_is_exact_on_planes():
+    xs, ys = np.asarray([8.0, 16.0, 32.0]), np.asarray([16.0, 24.0])
+    table = 0.5 + 0.1 * xs[:, None] + 0.03 * ys[None, :]
+    x, y = np.asarray([8.0, 12.0, 30.0]), np.asarray([16.0, 20.0, 23.0])
+    np.testing.assert_allclose(_bilinear(xs, ys, table, x, y), 0.5 + 0.1 * x + 0.03 * y)
+
+
+def test_table_sums_the_parts_of_a_structure_exactly():
+    # a synthetic timer, linear in (in_width, width) plus a projection-shortcut cost: the table
+    # must reproduce the exact sum over the structure's own units (first unit of a stride-1 block
+    # with in_width == width has no projection), the stem and the tail
+    def part_ms(module, shape, settings):
+        unit = getattr(module, "unit", None)
+        if unit is None:
+            return 0.5 if shape[-1] == 3 else 0.01 * shape[-1]  # stem | tail over its input width
+        return 1e-3 * (1 + unit.in_width / 8 + unit.width / 16 + shape[1]) + \
+            (0.7 if unit.has_projection else 0.0) + {"XX": 0.0, "BL": 0.1, "DW": 0.2}[unit.block_type]
+
+    keys = [["XX-k3-r1"], ["BL-k3-r0.25", "DW-k3-r3"], ["DW-k3-r3", "BL-k5-r0.5"]]
+    table = build_latency_table(MASTER, keys, SPACE, 16, ProbeSettings(), grid_points=3, progress=False,
+                                timer=part_ms)
+    for blocks in ([("XX", 3, 1.0, 2, 24), ("DW", 3, 3.0, 3, 40), ("DW", 3, 3.0, 2, 40)],   # stride 1, c == c_in
+                   [("XX", 3, 1.0, 1, 16), ("BL", 3, 0.25, 1, 56), ("BL", 5, 0.5, 4, 24)]):  # stride 1, c != c_in
+        spec = MASTER.replace(blocks=tuple(make_block(BlockType(t, k, r), d, w, b.stride)
+                                           for (t, k, r, d, w), b in zip(blocks, MASTER.blocks)))
+        sizes = stage_input_sizes(spec)
+        expected = 0.5 + 0.01 * spec.blocks[-1].width
+        for i in range(len(spec.blocks)):
+            for j, unit in enumerate(spec.units(i)):
+                expected += part_ms(type("M", (), {"unit": unit})(), (8, sizes[i + (j > 0)]), None)
+        assert table.predict_spec(spec) == pytest.approx(expected, rel=1e-9)
+
+
+def test_dense_line_parts_are_exact_at_every_allowed_width():
+    # a timer with no structure in width (as XLA:CPU's cost can be): with line_points <= 0 the
+    # repeated units, the tail and the stem-fed first units are read back exactly at every allowed
+    # width; first units fed by a searched width stay on the coarse grid
+    def part_ms(module, shape, settings):
+        return 1e-3 * (1 + abs(hash((" ".join(repr(module).split()), shape))) % 1000)
+
+    keys = [["XX-k3-r1"], ["BL-k3-r0.25"], ["DW-k3-r3"]]
+    table = build_latency_table(MASTER, keys, SPACE, 16, ProbeSettings(), grid_points=2, progress=False,
+                                timer=part_ms, line_points=0)
+    for i, block in enumerate(MASTER.blocks):
+        allowed = SPACE.widths(block.width)
+        np.testing.assert_array_equal(table.rest_grids[i], allowed)
+        assert len(table.out_grids[i]) == (len(allowed) if i == 0 else 2)
+    sizes = stage_input_sizes(MASTER)
+    for width in SPACE.widths(MASTER.blocks[1].width):  # each repeated unit is its own measurement
+        two, one = (table.block_latency(1, "BL-k3-r0.25", depth, 16, width) for depth in (2, 1))
+        repeated = table.blocks[1]["BL-k3-r0.25"]["rest"][list(table.rest_grids[1]).index(width)]
+        assert two - one == pytest.approx(repeated)
+    tail = _Tail(MASTER.final_width, MASTER.num_classes, canonical_dtype("float32"), table.settings.conv_impl)
+    for j, width in enumerate(SPACE.widths(MASTER.blocks[-1].width)):
+        assert table.tail[j] == part_ms(tail, (64, sizes[-1], sizes[-1], int(width)), None)
+    coarse = build_latency_table(MASTER, keys, SPACE, 16, ProbeSettings(), grid_points=2, progress=False,
+                                 timer=part_ms)
+    assert len(coarse.rest_grids[2]) == 2 and len(coarse.out_grids[0]) == 2
+    again = LatencyTable.from_dict(json.loads(json.dumps(table.to_dict())))
+    assert again.to_dict() == table.to_dict()
+
+
+def test_calibration_fits_a_power_law_and_a_robust_scale():
+    table = LatencyTable(16, ProbeSettings(), 0.0, [], [], [], np.zeros(1), [])
+    raw = np.asarray([0.1, 0.3, 1.0, 3.0])
+    table.calibrate(raw, 2.0 * raw ** 0.8)  # a spread of latencies: the power law is recovered
+    assert (table.scale, table.exponent) == (pytest.approx(2.0), pytest.approx(0.8))
+    near = np.asarray([0.9, 1.0, 1.1, 1.05, 0.95])  # near one budget: a scale, robust to one slow network
+    table.calibrate(near, 1.1 * near * np.asarray([1, 1, 1, 1, 1.5]))
+    assert (table.scale, table.exponent) == (pytest.approx(1.1), 1.0)
+    np.testing.assert_allclose(table.uncalibrated(1.1 * near), near)
+
+
+@pytest.mark.compat
+def test_part_probe_cache_resumes_a_killed_table_build(tmp_path):
+    keys = [["XX-k3-r1"], ["BL-k3-r0.25", "DW-k3-r3"], ["DW-k3-r3"]]
+    calls = []
+
+    def part_ms(module, shape, settings):  # deterministic, distinct per part
+        calls.append(shape)
+        return 1e-3 * (len(repr(module)) + sum(shape))
+
+    class Killed(Exception):
+        pass
+
+    def dies_after(n):
+        def timer(module, shape, settings):
+            if len(calls) >= n:
+                raise Killed
+            return part_ms(module, shape, settings)
+        return timer
+
+    path, settings = str(tmp_path / "parts_r16.json"), ProbeSettings()
+    fresh = PartProbeCache(str(tmp_path / "fresh.json"), part_ms)
+    whole = build_latency_table(MASTER, keys, SPACE, 16, settings, grid_points=3, progress=False, timer=fresh)
+    total = fresh.measured  # distinct parts
+    calls.clear()
+    with pytest.raises(Killed):
+        build_latency_table(MASTER, keys, SPACE, 16, settings, 3, progress=False,
+                            timer=PartProbeCache(path, dies_after(7)))
+    calls.clear()
+    resumed = PartProbeCache(path, part_ms)
+    table = build_latency_table(MASTER, keys, SPACE, 16, settings, 3, progress=False, timer=resumed)
+    assert resumed.measured == len(calls) == total - 7  # the 7 kept before the kill are not re-timed
+    assert table.to_dict() == whole.to_dict()
+    again = PartProbeCache(path, part_ms)
+    build_latency_table(MASTER, keys, SPACE, 16, settings, 3, progress=False, timer=again)
+    assert again.measured == 0
+    other = PartProbeCache(path, part_ms)  # other probe settings are other measurements
+    build_latency_table(MASTER, keys, SPACE, 16, ProbeSettings(batch=8), 3, progress=False, timer=other)
+    assert other.measured == total
+
+
+def test_latency_table_round_trip_and_spec_prediction(tiny_table):
+    keys, table = tiny_table
+    assert len(table.blocks[1]) == 2 and table.blocks[1]["DW-k3-r3"]["first"].shape == (2, 2)
+    again = LatencyTable.from_dict(json.loads(json.dumps(table.to_dict())))
+    candidates = sample_candidates(MASTER, keys, SPACE, 50, seed=0)
+    np.testing.assert_allclose(predict_latency(again, candidates, 8), predict_latency(table, candidates, 8))
+    row = 7
+    assert table.predict_spec(candidates.spec(MASTER, row)) == pytest.approx(
+        float(predict_latency(table, candidates, 8)[row]))
+    assert all(v > 0 for v in predict_latency(table, candidates, 8))
