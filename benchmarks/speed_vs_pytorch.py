@@ -33,9 +33,9 @@ import torch  # noqa: E402
 
 import genet_jax as g  # noqa: E402
 from configs.common import base_config  # noqa: E402
+from genet_jax.interop.torch_model import TorchGENet  # noqa: E402
 from genet_jax.latency import probe_latency  # noqa: E402
 from genet_jax.latency.timing import time_runs, trimmed_mean  # noqa: E402
-from genet_jax.interop.torch_model import TorchGENet  # noqa: E402
 from genet_jax.training import optim, steps  # noqa: E402
 
 

@@ -1,5 +1,6 @@
-"""The one base of every error caused by what a user gave (a config value, an architecture, a file,
-a flag) rather than by a bug: the command-line tools print its message on one line and exit 2."""
+"""The one base of every error the user fixes by changing what they gave (a config value, an
+architecture, a file, a flag; a training run whose loss became NaN too, fixed by a lower learning
+rate) rather than a bug: the command-line tools print its message on one line and exit 2."""
 
 INPUT_ERROR_EXIT_CODE = 2
 

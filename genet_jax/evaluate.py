@@ -26,6 +26,7 @@ flags.DEFINE_integer("resolution", None, "evaluation crop size (default: the che
 
 
 def main(argv) -> int:
+    cli.setup_logging()
     config = flags.FLAGS.config
     ckpt = load_model_checkpoint(flags.FLAGS.checkpoint)
     split = flags.FLAGS.split or config.data.eval_split
@@ -38,5 +39,4 @@ def main(argv) -> int:
 
 
 if __name__ == "__main__":
-    cli.setup_logging()
     cli.run_absl(main)

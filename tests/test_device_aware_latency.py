@@ -9,13 +9,12 @@ import jax
 import pytest
 
 import genet_jax as g
-from genet_jax.latency import timing
+from genet_jax.latency import probe_latency, timing
+from genet_jax.latency.timing import ACCELERATOR_PROTOCOL, CPU_PROTOCOL, DeviceIdentity, ProbeSettings
 from genet_jax.models.conv_ops import resolve_conv_impl
-from genet_jax.latency import probe_latency
 from genet_jax.nas.latency_table import PartProbeCache, build_latency_table
 from genet_jax.nas.probe_cache import NetworkProbe
 from genet_jax.nas.space import SearchSpace
-from genet_jax.latency.timing import ACCELERATOR_PROTOCOL, CPU_PROTOCOL, DeviceIdentity, ProbeSettings
 
 pytestmark = pytest.mark.compat  # also run by CI's newest-JAX leg
 

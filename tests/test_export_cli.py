@@ -12,8 +12,8 @@ from PIL import Image
 
 import genet_jax as g
 from genet_jax import export, interop, predict
-from genet_jax.interop.model_checkpoint import CheckpointError, load_model_checkpoint, save_model_checkpoint
 from genet_jax.data.images import eval_preprocess, load_rgb
+from genet_jax.interop.model_checkpoint import CheckpointError, load_model_checkpoint, save_model_checkpoint
 from tests.helpers import calibrated_variables
 
 torch = pytest.importorskip("torch", reason="torch: an optional dependency (requirements-dev.txt installs it)")

@@ -8,14 +8,8 @@ import pytest
 from genet_jax.latency.timing import ProbeSettings
 from genet_jax.models.network import canonical_dtype
 from genet_jax.nas.candidates import predict_latency, sample_candidates
-from genet_jax.nas.latency_table import (
-    LatencyTable,
-    PartProbeCache,
-    _bilinear,
-    _Tail,
-    build_latency_table,
-    stage_input_sizes,
-)
+from genet_jax.nas.latency_table import (LatencyTable, PartProbeCache, _bilinear, _Tail, build_latency_table,
+                                         stage_input_sizes)
 from genet_jax.nas.space import BlockType, make_block
 from tests.nas_helpers import MASTER, SPACE
 

@@ -12,13 +12,12 @@ import jax.numpy as jnp
 import numpy as np
 
 import genet_jax as g
-from genet_jax.models.conv_ops import resolve_conv_impl
-from genet_jax.latency import model_timing_variables, probe_latency
-from genet_jax.models.layers import BN_MOMENTUM
-from genet_jax.latency.timing import time_runs, trimmed_mean
-from genet_jax.training import optim, steps
-
 from benchmarks.gpu.plan import Budget, Plan, label
+from genet_jax.latency import model_timing_variables, probe_latency
+from genet_jax.latency.timing import time_runs, trimmed_mean
+from genet_jax.models.conv_ops import resolve_conv_impl
+from genet_jax.models.layers import BN_MOMENTUM
+from genet_jax.training import optim, steps
 
 # Logits of the same float32 weights on the device and on the CPU (highest matmul/conv precision on
 # both: no TF32) may differ by summation order only; |diff| / max(1, max |logit|) must stay below this.

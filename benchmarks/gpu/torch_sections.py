@@ -10,11 +10,10 @@ import numpy as np
 import torch
 
 import genet_jax as g
-from genet_jax.data.images import normalization_constants
-from genet_jax.latency.timing import PAPER_TRIM, platform_protocol, time_runs, trimmed_mean
-from genet_jax.interop.torch_model import TorchGENet
-
 from benchmarks.gpu.plan import Budget, Plan, label
+from genet_jax.data.images import normalization_constants
+from genet_jax.interop.torch_model import TorchGENet
+from genet_jax.latency.timing import PAPER_TRIM, platform_protocol, time_runs, trimmed_mean
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 TRAIN_SEED = 0

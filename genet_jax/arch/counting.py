@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
-from genet_jax.arch.paths import stage_name
+from genet_jax.arch.paths import FINAL, HEAD, STEM, stage_name
 from genet_jax.arch.spec import NetworkSpec, UnitConfig
 
 
@@ -55,7 +55,7 @@ def count_spec(spec: NetworkSpec, resolution: Optional[int] = None) -> list[Laye
     size = resolution or spec.resolution
     rows = []
     p, m, size = _conv(spec.in_channels, spec.stem_width, spec.stem_kernel_size, spec.stem_stride, 1, size)
-    rows.append(LayerCount("stem", (size, size, spec.stem_width), p, m))
+    rows.append(LayerCount(STEM, (size, size, spec.stem_width), p, m))
     for i, block in enumerate(spec.blocks):
         params = macs = 0
         for unit in spec.units(i):
@@ -63,9 +63,9 @@ def count_spec(spec: NetworkSpec, resolution: Optional[int] = None) -> list[Laye
             params, macs = params + p, macs + m
         rows.append(LayerCount(stage_name(i), (size, size, block.width), params, macs))
     p, m, size = _conv(spec.blocks[-1].width, spec.final_width, 1, 1, 1, size)
-    rows.append(LayerCount("final", (size, size, spec.final_width), p, m))
+    rows.append(LayerCount(FINAL, (size, size, spec.final_width), p, m))
     head = spec.final_width * spec.num_classes
-    rows.append(LayerCount("head", (1, 1, spec.num_classes), head + spec.num_classes, head))
+    rows.append(LayerCount(HEAD, (1, 1, spec.num_classes), head + spec.num_classes, head))
     return rows
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import NamedTuple, Optional, Sequence
 
+STEM, FINAL, HEAD = "stem", "final", "head"  # the network's modules outside the super-blocks
 STAGE_PREFIX = "stage"
 UNIT_PREFIX = "unit"
 

@@ -170,7 +170,7 @@ class ConvLayer:
         return self.out_width, self.in_width // self.groups, self.kernel_size, self.kernel_size
 
 
-class _JsonSerialisable:
+class _NetworkSpecJson:
     """NetworkSpec's JSON form (a mixin, so that the dataclass below reads as the data it holds)."""
 
     def to_dict(self) -> dict:
@@ -234,7 +234,7 @@ def _block_from_dict(field: str, raw: Any) -> SuperBlockSpec:
 
 
 @dataclasses.dataclass(frozen=True)
-class NetworkSpec(_JsonSerialisable):
+class NetworkSpec(_NetworkSpecJson):
     """A whole MasterNet-shaped network (JSON form: to_dict / from_dict / to_json / from_json / save / load)."""
 
     stem_width: int

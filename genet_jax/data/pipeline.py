@@ -21,8 +21,8 @@ import numpy as np
 from tqdm import tqdm
 
 from genet_jax.data import transforms
-from genet_jax.data.sources import DataError, PairedRecords, Source
 from genet_jax.data.images import ImageError
+from genet_jax.data.sources import DataError, PairedRecords, Source
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 from flax import traverse_util
 
-from genet_jax.errors import InputError
-from genet_jax.arch.paths import UnitLayerPath
+from genet_jax.arch.paths import FINAL, HEAD, STEM, UnitLayerPath
 from genet_jax.arch.registry import resolve_spec
 from genet_jax.arch.spec import SHORTCUT, NetworkSpec
+from genet_jax.errors import InputError
 
 LAYOUTS = ("torch", "official", "timm")
 _BN_FIELDS = {("params", "scale"): "weight", ("params", "bias"): "bias",
@@ -32,12 +32,12 @@ class StateDictError(InputError, ValueError):
 def _conv_bn_prefixes(spec: NetworkSpec) -> Iterator[tuple[tuple[str, ...], str, tuple[int, ...]]]:
     """(Flax path, block type or layer role, PyTorch OIHW weight shape) of every conv-BN pair."""
     k = spec.stem_kernel_size
-    yield ("stem",), "stem", (spec.stem_width, spec.in_channels, k, k)
+    yield (STEM,), STEM, (spec.stem_width, spec.in_channels, k, k)
     for i in range(len(spec.blocks)):
         for j, unit in enumerate(spec.units(i)):
             for conv in unit.conv_layers():
                 yield UnitLayerPath(i, j, conv.name).names, unit.block_type, conv.torch_weight_shape
-    yield ("final",), "final", (spec.final_width, spec.blocks[-1].width, 1, 1)
+    yield (FINAL,), FINAL, (spec.final_width, spec.blocks[-1].width, 1, 1)
 
 
 def _layer_names(path: tuple[str, ...], block_type: str, spec: NetworkSpec, layout: str) -> tuple[str, str]:
@@ -46,11 +46,11 @@ def _layer_names(path: tuple[str, ...], block_type: str, spec: NetworkSpec, layo
     if layout == "torch":
         return f"{torch_name}.conv", f"{torch_name}.bn"
     n = len(spec.blocks)
-    if path[0] in ("stem", "final"):
+    if path[0] in (STEM, FINAL):
         if layout == "timm":
-            return (("stem" if path[0] == "stem" else "final_conv") + ".conv",
-                    ("stem" if path[0] == "stem" else "final_conv") + ".bn")
-        index = 0 if path[0] == "stem" else 3 + n
+            module = "stem" if path[0] == STEM else "final_conv"  # timm's names
+            return f"{module}.conv", f"{module}.bn"
+        index = 0 if path[0] == STEM else 3 + n
         return f"module_list.{index}.netblock", f"module_list.{index + 1}.netblock"
     stage, unit, conv = UnitLayerPath.parse(path)
     if layout == "timm":
@@ -106,8 +106,8 @@ def to_state_dict(spec: NetworkSpec, variables: Mapping, layout: str = "torch",
         canonical = ".".join(path) + ".bn.num_batches_tracked"
         out[f"{bn}.num_batches_tracked"] = np.asarray(tracked.get(canonical, 0), dtype=np.int64)
     head = head_name(layout)
-    out[f"{head}.weight"] = np.ascontiguousarray(np.asarray(params[("head", "kernel")]).T)
-    out[f"{head}.bias"] = np.asarray(params[("head", "bias")])
+    out[f"{head}.weight"] = np.ascontiguousarray(np.asarray(params[(HEAD, "kernel")]).T)
+    out[f"{head}.bias"] = np.asarray(params[(HEAD, "bias")])
     return out
 
 
@@ -148,8 +148,8 @@ def from_state_dict(spec: NetworkSpec, state_dict: Mapping[str, Any],
             target[path + ("bn", leaf)] = take(f"{bn}.{field}", (cout,)).astype(np.float32)
         tracked[".".join(path) + ".bn.num_batches_tracked"] = int(_as_numpy(state_dict[f"{bn}.num_batches_tracked"]))
     head = head_name(layout)
-    params[("head", "kernel")] = take(f"{head}.weight", (spec.num_classes, spec.final_width)).T.astype(np.float32)
-    params[("head", "bias")] = take(f"{head}.bias", (spec.num_classes,)).astype(np.float32)
+    params[(HEAD, "kernel")] = take(f"{head}.weight", (spec.num_classes, spec.final_width)).T.astype(np.float32)
+    params[(HEAD, "bias")] = take(f"{head}.bias", (spec.num_classes,)).astype(np.float32)
     variables = {"params": traverse_util.unflatten_dict(params),
                  "batch_stats": traverse_util.unflatten_dict(stats)}
     return variables, {"num_batches_tracked": tracked}

@@ -2,7 +2,8 @@
 
 Same semantics as the Flax model (genet_jax.models.layers) and the same module tree, so its state_dict
 keys are the Flax paths: `stage0.unit0.conv1.conv.weight`, `...bn.running_mean`, `head.weight`.
-Import torch lazily: the rest of genet_jax does not need it.
+Needs torch (the torch extra); no other module of genet_jax imports this one, so the rest runs
+without torch.
 """
 from __future__ import annotations
 

@@ -22,8 +22,8 @@ import numpy as np
 from genet_jax.arch.counting import spec_macs, spec_params
 from genet_jax.arch.registry import resolve_spec
 from genet_jax.latency import timing
-from genet_jax.latency.timing import (PAPER_RUNS, PAPER_TRIM, ProbeSettings,
-                              time_forward, time_forwards, timing_variables)
+from genet_jax.latency.timing import (PAPER_RUNS, PAPER_TRIM, ProbeSettings, time_forward, time_forwards,
+                                      timing_variables)
 from genet_jax.models.folding import fold_batch_norm
 from genet_jax.models.network import canonical_dtype, create_model
 

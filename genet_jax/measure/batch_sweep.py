@@ -77,6 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run(args: argparse.Namespace, batches: list[int], reference: int) -> int:
+    rows = sweep(args.arch, batches, args.resolution, args.dtype, args.fold_bn, args.runs, rounds=args.rounds)
+    csv_path = write_csv(os.path.join(args.out, "latency_vs_batch.csv"), rows)
+    for path in [csv_path, *plot(rows, args.out, reference)]:
+        print(path)
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -88,14 +96,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if reference not in batches:
         parser.error(f"--reference-batch {reference} is not among --batches {batches}")
     return cli.exit_code_of(lambda: run(args, batches, reference))
-
-
-def run(args: argparse.Namespace, batches: list[int], reference: int) -> int:
-    rows = sweep(args.arch, batches, args.resolution, args.dtype, args.fold_bn, args.runs, rounds=args.rounds)
-    csv_path = write_csv(os.path.join(args.out, "latency_vs_batch.csv"), rows)
-    for path in [csv_path, *plot(rows, args.out, reference)]:
-        print(path)
-    return 0
 
 
 if __name__ == "__main__":

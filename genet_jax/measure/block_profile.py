@@ -16,10 +16,10 @@ from typing import Optional, Sequence
 
 from tqdm import tqdm
 
-from genet_jax.latency import PAPER_RUNS, probe_latency
 from genet_jax import cli
-from genet_jax.measure.output import new_figure, parse_numbers, positive_int, save_figure, write_csv
 from genet_jax.arch.spec import NetworkSpec, SpecError, SuperBlockSpec
+from genet_jax.latency import PAPER_RUNS, probe_latency
+from genet_jax.measure.output import new_figure, parse_numbers, positive_int, save_figure, write_csv
 
 PROFILE_DEPTH = {"XX": 5, "BL": 10, "DW": 10}
 
@@ -95,6 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run(args: argparse.Namespace, widths: list[int], ratios: list[float], types: tuple[str, ...]) -> int:
+    rows = profile_blocks(widths, ratios, args.batch, args.resolution, args.dtype, args.runs, block_types=types,
+                          rounds=args.rounds)
+    for path in [write_csv(os.path.join(args.out, "block_profile.csv"), rows), *plot(rows, args.out)]:
+        print(path)
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -108,14 +116,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (ValueError, SpecError) as e:
         parser.error(str(e))
     return cli.exit_code_of(lambda: run(args, widths, ratios, types))
-
-
-def run(args: argparse.Namespace, widths: list[int], ratios: list[float], types: tuple[str, ...]) -> int:
-    rows = profile_blocks(widths, ratios, args.batch, args.resolution, args.dtype, args.runs, block_types=types,
-                          rounds=args.rounds)
-    for path in [write_csv(os.path.join(args.out, "block_profile.csv"), rows), *plot(rows, args.out)]:
-        print(path)
-    return 0
 
 
 if __name__ == "__main__":

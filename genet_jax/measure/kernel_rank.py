@@ -14,11 +14,11 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 
 from genet_jax import cli
+from genet_jax.arch.paths import UnitLayerPath
+from genet_jax.arch.spec import NetworkSpec
 from genet_jax.interop.model_checkpoint import load_model_checkpoint
 from genet_jax.interop.pth_files import read_pth
 from genet_jax.measure.output import new_figure, save_figure, write_csv
-from genet_jax.arch.paths import UnitLayerPath
-from genet_jax.arch.spec import NetworkSpec
 
 
 def last_kxk_kernels(spec: NetworkSpec, params: Mapping) -> list[dict]:
@@ -83,12 +83,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    return cli.exit_code_of(lambda: run(args))
-
-
 def run(args: argparse.Namespace) -> int:
     spec, params = load_params(args.source, args.arch)
     rows = rank_rows(spec, params)
@@ -97,6 +91,12 @@ def run(args: argparse.Namespace) -> int:
     for path in paths:
         print(path)
     return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return cli.exit_code_of(lambda: run(args))
 
 
 if __name__ == "__main__":

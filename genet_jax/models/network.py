@@ -8,11 +8,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from genet_jax.arch.paths import stage_name
+from genet_jax.arch.paths import FINAL, HEAD, STEM, stage_name
 from genet_jax.arch.registry import resolve_spec
+from genet_jax.arch.spec import NetworkSpec, SpecError
 from genet_jax.models.conv_ops import resolve_conv_impl
 from genet_jax.models.layers import Dtype, SuperBlock, build_layers
-from genet_jax.arch.spec import NetworkSpec, SpecError
 
 _DTYPES = {"float32": jnp.float32, "fp32": jnp.float32, "bfloat16": jnp.bfloat16, "bf16": jnp.bfloat16,
            "float16": jnp.float16, "fp16": jnp.float16}
@@ -53,13 +53,13 @@ class MasterNet(nn.Module):
         layers = build_layers(self.dtype, self.conv_impl, fold_bn=self.fold_bn,
                               zero_init_last_bn=self.zero_init_last_bn, train=train)
         x = jnp.asarray(x, self.dtype)
-        x = layers.conv_bn(spec.stem_width, spec.stem_kernel_size, spec.stem_stride, name="stem")(x)
+        x = layers.conv_bn(spec.stem_width, spec.stem_kernel_size, spec.stem_stride, name=STEM)(x)
         for i in range(len(spec.blocks)):
             x = SuperBlock(tuple(spec.units(i)), residual_unit=layers.residual_unit, name=stage_name(i))(x)
-        x = layers.conv_bn(spec.final_width, 1, name="final")(x)
+        x = layers.conv_bn(spec.final_width, 1, name=FINAL)(x)
         x = layers.pool(x)
         x = nn.Dense(spec.num_classes, dtype=self.dtype, param_dtype=jnp.float32,
-                     kernel_init=nn.initializers.normal(0.01), name="head")(x.astype(self.dtype))
+                     kernel_init=nn.initializers.normal(0.01), name=HEAD)(x.astype(self.dtype))
         return x.astype(jnp.float32)
 
     def input_shape(self, batch_size: int = 1, resolution: Optional[int] = None) -> tuple[int, ...]:

@@ -8,11 +8,11 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from genet_jax.arch.spec import NetworkSpec
 from genet_jax.errors import InputError
 from genet_jax.nas.latency_table import LatencyTable
 from genet_jax.nas.local_linear import LocalLinearModel
 from genet_jax.nas.space import BlockType, SearchSpace, make_block
-from genet_jax.arch.spec import NetworkSpec
 
 
 class NoStructureFits(InputError, RuntimeError):

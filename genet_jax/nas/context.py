@@ -67,9 +67,12 @@ def open_context(config: ml_collections.ConfigDict) -> SearchContext:
     return SearchContext(config, workdir, train_config, space, master_spec, settings, probe)
 
 
-def run_config(ctx: SearchContext, workdir: str, spec: NetworkSpec, epochs: float,
-               lr_per_256: Optional[float] = None, warmup_epochs: Optional[float] = None,
-               steps: int = -1) -> ml_collections.ConfigDict:
+# An evaluation period longer than any run: a run of a fixed step count is evaluated once, at its end.
+EVALUATE_AT_THE_END_ONLY = 1e9
+
+def trainer_config(ctx: SearchContext, workdir: str, spec: NetworkSpec, epochs: float,
+                   lr_per_256: Optional[float] = None, warmup_epochs: Optional[float] = None,
+                   steps: int = -1) -> ml_collections.ConfigDict:
     """The trainer config of one training run of `spec` in `workdir`: `steps` > 0 overrides
     `epochs`; evaluated once, at the end."""
     c = copy.deepcopy(ctx.train_config)
@@ -79,7 +82,7 @@ def run_config(ctx: SearchContext, workdir: str, spec: NetworkSpec, epochs: floa
         c.resolution = -1
         c.num_train_steps = int(steps)
         c.num_epochs = float(epochs) if steps <= 0 else 1.0  # steps > 0 override epochs
-        c.eval_every_epochs = c.num_epochs if steps <= 0 else 1e9  # evaluated once, at the end
+        c.eval_every_epochs = c.num_epochs if steps <= 0 else EVALUATE_AT_THE_END_ONLY
         if lr_per_256 is not None:
             c.optim.lr_per_256 = lr_per_256
         if warmup_epochs is not None:

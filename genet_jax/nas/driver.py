@@ -14,21 +14,29 @@ finished:
     search_result.json, plots/*.png
 
 The stages, one module each over a SearchContext (genet_jax.nas.context): master, finetune,
-regression, calibration (the latency table), selection, final (training the picks, the result).
+regression, selection (which builds its latency table through calibration), final (training the
+picks, the result). The command line's `select` stage is regression, then selection and final
+training per resolution, then the result.
 """
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable, Optional
 
 import ml_collections
 
+from genet_jax.nas.candidates import NoStructureFits
 from genet_jax.nas.context import SearchContext, SearchError, open_context
+from genet_jax.nas.final import final_training_configured, train_pick, write_search_result
 from genet_jax.nas.finetune import run_finetunes
-from genet_jax.nas.final import run_final
+from genet_jax.nas.local_linear import LocalLinearModel
 from genet_jax.nas.master import run_master
+from genet_jax.nas.regression import run_regression
+from genet_jax.nas.selection import run_selection
 
 __all__ = ["STAGES", "SearchError", "run_search"]
 
+log = logging.getLogger("genet_jax.search")
 # `all` runs them in this order; `select` is regression, latency table, selection and final training.
 STAGES = ("master", "finetune", "select")
 
@@ -48,5 +56,23 @@ def run_search(config: ml_collections.ConfigDict, stage: str = "all", shard: tup
     if stage in ("all", "finetune"):
         on_stage("finetune", run_finetunes(ctx, *shard))
     if stage in ("all", "select"):
-        on_stage("select", run_final(ctx, allow_missing))
+        model, quality = run_regression(ctx, allow_missing)
+        per_resolution, failed = [], []
+        for resolution in ctx.config.selection.resolutions:
+            try:
+                per_resolution.append(select_and_train(ctx, model, int(resolution)))
+            except NoStructureFits as e:
+                log.warning("resolution %d: %s", resolution, e)
+                failed.append({"resolution": int(resolution), "error": str(e)})
+        on_stage("select", write_search_result(ctx, quality, per_resolution, failed))
     return ctx
+
+
+def select_and_train(ctx: SearchContext, model: LocalLinearModel, resolution: int) -> dict:
+    """The selection at `resolution` (less its probe list) with, when final training is
+    configured, its pick's trained accuracy."""
+    chosen = run_selection(ctx, model, resolution)
+    entry = {k: v for k, v in chosen.items() if k != "measured"}
+    if final_training_configured(ctx):
+        entry["trained"] = train_pick(ctx, chosen)
+    return entry

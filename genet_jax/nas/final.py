@@ -3,42 +3,34 @@ one chosen and search_result.json written with the MasterNet, the regression qua
 resolution's selection."""
 from __future__ import annotations
 
-import logging
-
 from genet_jax.arch.spec import NetworkSpec
 from genet_jax.arch.structure_string import to_structure_string
-from genet_jax.nas.candidates import NoStructureFits
-from genet_jax.nas.context import SearchContext, SearchError, run_config
-from genet_jax.nas.local_linear import LocalLinearModel
+from genet_jax.nas.context import SearchContext, SearchError, trainer_config
 from genet_jax.nas.master import load_master
-from genet_jax.nas.regression import run_regression
-from genet_jax.nas.selection import run_selection
 from genet_jax.nas.store import write_json
 from genet_jax.training.loop import train
 
-log = logging.getLogger("genet_jax.search")
 RESULT_FILE = "search_result.json"
 
 
 def train_pick(ctx: SearchContext, selection: dict) -> dict:
     """{'accuracy', 'top5', 'checkpoint'} of the selected structure trained from scratch."""
     spec = NetworkSpec.from_dict(selection["spec"])
-    run = run_config(ctx, ctx.path("final", f"r{selection['resolution']}"), spec, ctx.config.final.epochs,
-                     steps=ctx.config.final.num_train_steps)
-    final = train(run, ctx.sources())
+    workdir = ctx.path("final", f"r{selection['resolution']}")
+    train_config = trainer_config(ctx, workdir, spec, ctx.config.final.epochs, steps=ctx.config.final.num_train_steps)
+    final = train(train_config, ctx.sources())
     if final.interrupted:
         raise SearchError("interrupted (SIGTERM); re-run the same command to resume")
     return {"accuracy": final.eval["top1"], "top5": final.eval["top5"], "checkpoint": final.checkpoint_dir}
 
 
-def run_final(ctx: SearchContext, allow_missing: bool = False) -> dict:
-    """Regression, then selection (and final training) per resolution; search_result.json."""
-    master = load_master(ctx)
-    model, quality = run_regression(ctx, allow_missing)
-    per_resolution, failed = select_per_resolution(ctx, model)
+def write_search_result(ctx: SearchContext, quality: dict, per_resolution: list[dict], failed: list[dict]) -> dict:
+    """search_result.json: the best resolution's pick (by `best_resolution`), the MasterNet, the
+    regression quality and every resolution's selection (or why none fits)."""
     if not per_resolution:
         raise SearchError("no resolution has a structure under the budget: " + "; ".join(
             f"{f['resolution']}: {f['error']}" for f in failed))
+    master = load_master(ctx)
     best, resolution_choice = best_resolution(per_resolution)
     spec = NetworkSpec.from_dict(best["spec"])
     result = {"selected": {"spec": spec.to_dict(), "structure_string": to_structure_string(spec),
@@ -54,22 +46,8 @@ def run_final(ctx: SearchContext, allow_missing: bool = False) -> dict:
     return result
 
 
-def select_per_resolution(ctx: SearchContext, model: LocalLinearModel) -> tuple[list[dict], list[dict]]:
-    """Each resolution's selection (less its probe list) with its trained accuracy when final
-    training is configured; and the resolutions where no structure fits, with the reason."""
-    per_resolution, failed = [], []
-    for resolution in ctx.config.selection.resolutions:
-        try:
-            chosen = run_selection(ctx, model, int(resolution))
-        except NoStructureFits as e:
-            log.warning("resolution %d: %s", resolution, e)
-            failed.append({"resolution": int(resolution), "error": str(e)})
-            continue
-        entry = {k: v for k, v in chosen.items() if k != "measured"}
-        if ctx.config.final.epochs > 0 or ctx.config.final.num_train_steps > 0:
-            entry["trained"] = train_pick(ctx, chosen)
-        per_resolution.append(entry)
-    return per_resolution, failed
+def final_training_configured(ctx: SearchContext) -> bool:
+    return ctx.config.final.epochs > 0 or ctx.config.final.num_train_steps > 0
 
 
 def best_resolution(per_resolution: list[dict]) -> tuple[dict, str]:

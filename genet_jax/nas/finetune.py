@@ -14,7 +14,7 @@ from genet_jax.arch.spec import NetworkSpec
 from genet_jax.interop.model_checkpoint import load_model_checkpoint
 from genet_jax.models.network import init_variables
 from genet_jax.nas import store
-from genet_jax.nas.context import SearchContext, SearchError, run_config
+from genet_jax.nas.context import SearchContext, SearchError, trainer_config
 from genet_jax.nas.inherit import inherit_variables, summarize
 from genet_jax.nas.master import load_master
 from genet_jax.nas.space import Perturbation, perturbations, shard_jobs
@@ -79,12 +79,12 @@ def finetune_job(ctx: SearchContext, job: Perturbation, master_spec: NetworkSpec
     fresh = jax.device_get(init_variables(model, init_key(ctx.config.seed, job)))
     variables, inherited = inherit_variables(master_variables, fresh, master_spec, job.spec)
     ft = ctx.config.finetune
-    run = run_config(ctx, job_dir(ctx, job), job.spec, ft.epochs, ft.lr_per_256, ft.warmup_epochs,
-                     ft.num_train_steps)
-    with run.unlocked():
-        run.progress_bar = False
+    train_config = trainer_config(ctx, job_dir(ctx, job), job.spec, ft.epochs, ft.lr_per_256, ft.warmup_epochs,
+                                  ft.num_train_steps)
+    with train_config.unlocked():
+        train_config.progress_bar = False
     started = time.time()
-    final = train(run, ctx.sources(), variables)
+    final = train(train_config, ctx.sources(), variables)
     if final.interrupted:
         raise SearchError("interrupted (SIGTERM); re-run the same command to resume")
     return {"key": job.key, "job": job.job, "block": job.block,

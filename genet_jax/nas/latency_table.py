@@ -23,13 +23,12 @@ import numpy as np
 from tqdm import tqdm
 
 from genet_jax.arch.counting import conv_out_size
+from genet_jax.arch.spec import NetworkSpec, UnitConfig, mid_width
+from genet_jax.latency.timing import ProbeSettings, measurement_context, time_forward, timing_variables
 from genet_jax.models.layers import build_layers
 from genet_jax.models.network import canonical_dtype
 from genet_jax.nas.space import BlockType, SearchSpace
 from genet_jax.nas.store import MeasurementCache, fingerprint
-from genet_jax.arch.spec import NetworkSpec, UnitConfig, mid_width
-from genet_jax.latency.timing import ProbeSettings, measurement_context, time_forward, timing_variables
-
 
 # The parts timed, as the MasterNet builds them (eval mode). Their fields are plain values: a part's
 # repr keys PartProbeCache, so it must not hold layer factories (whose repr has addresses). The
@@ -123,7 +122,7 @@ def width_grid(width: int, space: SearchSpace, points: int) -> np.ndarray:
     return allowed[picks]
 
 
-class _JsonSerialisable:
+class _LatencyTableJson:
     """LatencyTable's JSON form (a mixin, so that the dataclass below reads as the table)."""
 
     def to_dict(self) -> dict:
@@ -144,7 +143,7 @@ class _JsonSerialisable:
 
 
 @dataclasses.dataclass
-class LatencyTable(_JsonSerialisable):
+class LatencyTable(_LatencyTableJson):
     """ms/image parts; `blocks[i][type_key]` = {'first': (len(in_grids[i]), len(out_grids[i])),
     'rest': (len(rest_grids[i]),)}."""
 
@@ -201,6 +200,13 @@ class LatencyTable(_JsonSerialisable):
         return (np.asarray(predicted) / self.scale) ** (1.0 / self.exponent)
 
 
+# A power-law fit needs this many calibration structures, their latencies spread over this factor.
+POWER_LAW_MIN_POINTS = 3
+POWER_LAW_MIN_SPREAD = 2.0
+# First units fed by a searched width are probed on a grid of this many widths per axis.
+DEFAULT_GRID_POINTS = 3
+
+
 def fit_power_law(raw: Sequence[float], measured: Sequence[float]) -> tuple[float, float]:
     """(scale, exponent) of measured ~ scale * raw ** exponent, by least squares in log space: the sum of
     separately timed parts is off both by per-part overheads and by a factor, and full-network
@@ -210,7 +216,7 @@ def fit_power_law(raw: Sequence[float], measured: Sequence[float]) -> tuple[floa
     minority of networks run far slower than the sum of their parts (fusion across unit boundaries;
     measured here up to 1.5x), and a mean would let those few shift every prediction."""
     log_raw, log_measured = np.log(np.asarray(raw, float)), np.log(np.asarray(measured, float))
-    if len(log_raw) >= 3 and np.ptp(log_raw) >= np.log(2.0):  # a slope needs a spread of latencies
+    if len(log_raw) >= POWER_LAW_MIN_POINTS and np.ptp(log_raw) >= np.log(POWER_LAW_MIN_SPREAD):
         exponent, log_scale = np.polyfit(log_raw, log_measured, 1)
         if exponent > 0:
             return float(np.exp(log_scale)), float(exponent)
@@ -234,7 +240,7 @@ def _bilinear(xs: np.ndarray, ys: np.ndarray, table: np.ndarray, x, y) -> np.nda
 
 
 def build_latency_table(master: NetworkSpec, type_keys: Sequence[Sequence[str]], space: SearchSpace,
-                        resolution: int, settings: ProbeSettings, grid_points: int = 3, progress: bool = True,
+                        resolution: int, settings: ProbeSettings, grid_points: int = DEFAULT_GRID_POINTS, progress: bool = True,
                         timer: Optional[Callable[[nn.Module, tuple, ProbeSettings], float]] = None,
                         line_points: Optional[int] = None) -> LatencyTable:
     """Measure every part for the given per-block types at `resolution` (stride pattern of `master`):

@@ -17,9 +17,10 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 from scipy.stats import spearmanr
 
-from genet_jax.nas.space import BlockType
 from genet_jax.arch.spec import NetworkSpec, SuperBlockSpec
+from genet_jax.nas.space import BlockType
 
+MIN_SPEARMAN_PAIRS = 3  # a rank correlation of fewer pairs says nothing
 TINY_RIDGE = 1e-8  # keeps unidentifiable shared slopes / intercepts at 0 instead of arbitrary
 
 
@@ -153,6 +154,6 @@ def fit_quality(actual: Sequence[float], predicted: Sequence[float]) -> dict:
         out["rmse"] = float(np.sqrt(np.mean((a - p) ** 2)))
         total = float(np.sum((a - a.mean()) ** 2))
         out["r2"] = 1.0 - float(np.sum((a - p) ** 2)) / total if total > 0 else None
-    if len(a) >= 3 and np.ptp(a) > 0 and np.ptp(p) > 0:
+    if len(a) >= MIN_SPEARMAN_PAIRS and np.ptp(a) > 0 and np.ptp(p) > 0:
         out["spearman"] = float(spearmanr(a, p).statistic)
     return out

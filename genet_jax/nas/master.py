@@ -7,7 +7,7 @@ import os
 
 from genet_jax.arch.spec import NetworkSpec
 from genet_jax.interop.model_checkpoint import load_model_checkpoint
-from genet_jax.nas.context import SearchContext, SearchError, run_config
+from genet_jax.nas.context import SearchContext, SearchError, trainer_config
 from genet_jax.nas.store import read_json, write_json
 from genet_jax.training.config import model_from_config
 from genet_jax.training.evaluation import Evaluator
@@ -55,9 +55,9 @@ def _from_checkpoint(ctx: SearchContext) -> dict:
 
 
 def _train_master(ctx: SearchContext) -> dict:
-    run = run_config(ctx, ctx.path("masternet"), ctx.master_spec, ctx.train_config.num_epochs,
-                     steps=ctx.train_config.num_train_steps)
-    final = train(run, ctx.sources())
+    train_config = trainer_config(ctx, ctx.path("masternet"), ctx.master_spec, ctx.train_config.num_epochs,
+                                  steps=ctx.train_config.num_train_steps)
+    final = train(train_config, ctx.sources())
     if final.interrupted:
         raise SearchError("MasterNet training was interrupted; re-run the same command to resume it")
     return {"spec": final.model, "accuracy": final.eval["top1"], "checkpoint": final.checkpoint_dir}

@@ -8,11 +8,11 @@ from typing import Optional
 
 from tqdm import tqdm
 
+from genet_jax.arch.spec import NetworkSpec
 from genet_jax.latency import probe_latencies
+from genet_jax.latency.timing import ProbeSettings, measurement_context
 from genet_jax.nas.space import spec_key
 from genet_jax.nas.store import MeasurementCache, fingerprint
-from genet_jax.arch.spec import NetworkSpec
-from genet_jax.latency.timing import ProbeSettings, measurement_context
 
 
 class NetworkProbe:

@@ -14,6 +14,8 @@ from genet_jax.nas.local_linear import LocalLinearModel, Sample, fit_local_linea
 from genet_jax.nas.master import load_master
 from genet_jax.nas.store import write_json
 
+MISSING_JOBS_SHOWN = 10  # the error names this many of the jobs without a result
+
 
 def run_regression(ctx: SearchContext, allow_missing: bool = False) -> tuple[LocalLinearModel, dict]:
     """The fitted model and its quality {'in_sample', 'leave_one_out'}."""
@@ -45,7 +47,7 @@ def finetune_records(ctx: SearchContext, master_spec: NetworkSpec, allow_missing
     all_jobs = jobs(ctx, master_spec)
     missing = [job.job for job in all_jobs if job.key not in results]
     if missing and (not allow_missing or all_jobs[0].job in missing):
-        raise SearchError(f"{len(missing)} of {len(all_jobs)} fine-tunes have no result yet (jobs {missing[:10]}): "
+        raise SearchError(f"{len(missing)} of {len(all_jobs)} fine-tunes have no result yet (jobs {missing[:MISSING_JOBS_SHOWN]}): "
                           "finish every shard" + ("" if all_jobs[0].job in missing else ", or pass --allow_missing"))
     baseline = results[all_jobs[0].key]["accuracy"]
     return baseline, [results[job.key] for job in all_jobs[1:] if job.key in results]

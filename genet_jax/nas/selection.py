@@ -20,6 +20,8 @@ from genet_jax.nas.local_linear import LocalLinearModel
 from genet_jax.nas.store import fingerprint, read_json, write_json
 
 log = logging.getLogger("genet_jax.search")
+SECONDS_PER_MINUTE = 60
+MIN_TIMED_SECONDS = 1e-9  # scoring timed as zero seconds (a coarse clock) still gives a finite rate
 
 
 def budget_ms(ctx: SearchContext, master_spec: NetworkSpec) -> float:
@@ -58,7 +60,7 @@ def run_selection(ctx: SearchContext, model: LocalLinearModel, resolution: int) 
               "latency_measured_on": measurement_context(ctx.settings),
               **_choice_fields(choice), **_candidate_counts(candidates, latency, budget, sel.table_slack),
               "scoring_seconds": scoring_seconds,
-              "candidates_per_minute": len(candidates) / max(scoring_seconds, 1e-9) * 60,
+              "candidates_per_minute": len(candidates) / max(scoring_seconds, MIN_TIMED_SECONDS) * SECONDS_PER_MINUTE,
               "latency_table": table_check, "measured": choice.measured,
               "selection_probes_median_abs_relative_error": _probe_error(choice)}
     report.plot_candidates(ctx.path("plots", f"candidates_r{resolution}.png"), latency, accuracy, budget,

@@ -6,11 +6,11 @@ from typing import Any
 
 import ml_collections
 
+from genet_jax.arch.registry import resolve_spec
+from genet_jax.arch.spec import NetworkSpec, SpecError
 from genet_jax.errors import InputError
 from genet_jax.models.conv_ops import CONV_IMPLS
 from genet_jax.models.network import MasterNet, canonical_dtype, create_model
-from genet_jax.arch.registry import resolve_spec
-from genet_jax.arch.spec import NetworkSpec, SpecError
 
 
 class ConfigError(InputError, ValueError):

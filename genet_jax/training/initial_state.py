@@ -9,6 +9,7 @@ import jax
 import ml_collections
 import optax
 
+from genet_jax.arch.paths import HEAD
 from genet_jax.arch.spec import NetworkSpec
 from genet_jax.interop.model_checkpoint import load_model_checkpoint
 from genet_jax.models.network import MasterNet, init_variables
@@ -41,7 +42,7 @@ def load_initial_variables(config, model: MasterNet, key: jax.Array) -> dict:
     if ckpt.spec.num_classes != model.spec.num_classes:
         log.info("fine-tuning from %s with a new %d-class head (checkpoint has %d)", ckpt.path,
                  model.spec.num_classes, ckpt.spec.num_classes)
-        params["head"] = variables["params"]["head"]
+        params[HEAD] = variables["params"][HEAD]
     else:
         log.info("initialising from %s", ckpt.path)
     return {"params": params, "batch_stats": ckpt.variables["batch_stats"]}

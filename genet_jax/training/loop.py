@@ -18,11 +18,11 @@ import ml_collections
 import optax
 from tqdm import tqdm
 
-from genet_jax.errors import InputError
-from genet_jax.interop.model_checkpoint import model_description
 from genet_jax.arch.spec import NetworkSpec
 from genet_jax.data import pipeline
 from genet_jax.data.sources import Source
+from genet_jax.errors import InputError
+from genet_jax.interop.model_checkpoint import model_description
 from genet_jax.training import optim, steps
 from genet_jax.training.bookkeeping import RunPlan, SigtermStop, Throughput
 from genet_jax.training.config import model_from_config, model_spec, validate_config
