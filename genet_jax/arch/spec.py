@@ -161,9 +161,15 @@ class ConvLayer:
         return self.name == SHORTCUT
 
     @property
+    def is_last(self) -> bool:
+        """The main path's last conv (the one after the stride): no ReLU, and the BN whose scale
+        `zero_init_last_bn` zeroes."""
+        return self.after_stride and not self.is_shortcut
+
+    @property
     def relu(self) -> bool:
         """ReLU after the BN: every main-path conv but the last; the ReLU follows the residual add."""
-        return not (self.is_shortcut or self.after_stride)
+        return not (self.is_shortcut or self.is_last)
 
     @property
     def torch_weight_shape(self) -> tuple[int, int, int, int]:

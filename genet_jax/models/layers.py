@@ -69,7 +69,7 @@ class ConvBN(nn.Module):
 class ResidualUnit(nn.Module):
     """ReLU(main(x) + shortcut(x)), wired from `unit.conv_layers()` (as the PyTorch module is).
 
-    The main path runs its convs in order, each with a ReLU except the last (`after_stride`), whose
+    The main path runs its convs in order, each with a ReLU except the last (`is_last`), whose
     BN scale starts at zero with `zero_init_last_bn` so the unit starts as its shortcut. The
     shortcut is the identity or the unit's projection conv (1x1, strided, + BN).
     """
@@ -83,7 +83,7 @@ class ResidualUnit(nn.Module):
         y = shortcut = x
         for layer in self.unit.conv_layers():
             module = self.conv_bn(layer.out_width, layer.kernel_size, layer.stride, layer.groups, relu=layer.relu,
-                                  zero_init_scale=self.zero_init_last_bn and layer.after_stride, name=layer.name)
+                                  zero_init_scale=self.zero_init_last_bn and layer.is_last, name=layer.name)
             if layer.is_shortcut:
                 shortcut = module(x)
             else:
