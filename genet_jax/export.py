@@ -1,8 +1,9 @@
 """`python -m genet_jax.export --checkpoint DIR | --arch NAME_OR_JSON | --import-from FILE.pth --format F --out PATH`
 
-PyTorch export and import. Export a checkpoint (or a freshly initialised architecture) to a .pth file:
+PyTorch and ONNX export, PyTorch import. Export a checkpoint (or a freshly initialised architecture):
     python -m genet_jax.export --checkpoint DIR --format official|timm|torch --out FILE.pth
     python -m genet_jax.export --arch NAME_OR_JSON --seed N --format ... --out FILE.pth
+    python -m genet_jax.export --checkpoint DIR --format onnx [--dtype float16] [--input-layout NHWC] --out FILE.onnx
 Import a .pth file (the authors', timm's, or this project's) into a checkpoint:
     python -m genet_jax.export --import-from FILE.pth [--format F] [--arch NAME_OR_JSON] --out CKPT_DIR
 
@@ -19,6 +20,7 @@ from typing import Optional
 
 from genet_jax import cli
 from genet_jax.interop.model_checkpoint import load_model_checkpoint
+from genet_jax.interop.onnx_export import ONNX_DTYPES, ONNX_LAYOUTS, export_onnx
 from genet_jax.interop.pth_files import export_pth, import_pth
 from genet_jax.interop.state_dict import LAYOUTS
 from genet_jax.models.network import create_model, init_variables
@@ -30,8 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--arch", help="export: a freshly initialised NAME_OR_JSON (with --seed); "
                                        "import: the file's architecture (default: inferred)")
     parser.add_argument("--import-from", metavar="FILE.pth", help="import this PyTorch file")
-    parser.add_argument("--format", choices=LAYOUTS, help="key layout (export: required; "
-                                                          "import: checked against the file)")
+    parser.add_argument("--format", choices=(*LAYOUTS, "onnx"), help="state_dict key layout, or onnx (export: "
+                        "required; import: checked against the file)")
+    parser.add_argument("--dtype", choices=ONNX_DTYPES, default="float32", help="onnx: the weights' dtype "
+                        "(input and logits stay float32)")
+    parser.add_argument("--input-layout", choices=ONNX_LAYOUTS, default="NCHW", help="onnx: the input's layout")
     parser.add_argument("--seed", type=int, default=0, help="export with --arch: initialisation seed")
     parser.add_argument("--num-classes", type=int, help="export with --arch: classes of the head")
     parser.add_argument("--out", required=True, help="FILE.pth to write (export) or CKPT_DIR (import)")
@@ -49,7 +54,13 @@ def run(args: argparse.Namespace) -> int:
     else:
         model = create_model(args.arch, num_classes=args.num_classes)
         spec, variables, extras = model.spec, init_variables(model, args.seed), None
-    for path in export_pth(spec, variables, args.format, args.out, extras):
+    if args.format == "onnx":
+        class_names = ckpt.metadata.get("class_names") if args.checkpoint else None
+        paths = [export_onnx(spec, variables, args.out, layout=args.input_layout, dtype=args.dtype,
+                             class_names=class_names)]
+    else:
+        paths = export_pth(spec, variables, args.format, args.out, extras)
+    for path in paths:
         print(f"wrote {path}")
     return 0
 
@@ -63,6 +74,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         parser.error("export needs exactly one of --checkpoint DIR or --arch NAME_OR_JSON")
     if not args.import_from and args.format is None:
         parser.error("--format is required for export")
+    if args.import_from and args.format == "onnx":
+        parser.error("--import-from reads PyTorch files; onnx is an export format")
     return cli.exit_code_of(lambda: run(args))
 
 

@@ -15,6 +15,7 @@ from genet_jax.arch.spec import NetworkSpec
 from genet_jax.arch.structure_string import to_structure_string
 from genet_jax.errors import InputError
 from genet_jax.interop.model_checkpoint import save_model_checkpoint
+from genet_jax.optional import require
 from genet_jax.interop.state_dict import (StateDictError, detect_layout, from_state_dict, head_name, state_dict_keys,
                                           timm_config, timm_model_name, to_state_dict)
 
@@ -30,8 +31,7 @@ def sidecar_paths(out: str) -> dict[str, str]:
 
 def export_pth(spec: NetworkSpec, variables: Any, layout: str, out: str, extras: Optional[dict] = None) -> list[str]:
     """Write `out` (and its sidecar file); returns the paths written."""
-    import torch  # optional: the torch extra
-
+    torch = require("torch", "writing a PyTorch .pth file")
     state = to_state_dict(spec, variables, layout, extras)
     tensors = {k: torch.from_numpy(v.copy()) for k, v in state.items()}
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
@@ -53,8 +53,7 @@ def export_pth(spec: NetworkSpec, variables: Any, layout: str, out: str, extras:
 
 def load_pth(path: str) -> dict:
     """A state_dict of tensors from a .pth, read with weights_only=True (nothing else is unpickled)."""
-    import torch  # optional: the torch extra
-
+    torch = require("torch", "reading a PyTorch .pth file")
     if not os.path.isfile(path):
         raise ExportError(f"{path}: no such file")
     with open(path, "rb") as f:

@@ -2,17 +2,21 @@
 
 Same semantics as the Flax model (genet_jax.models.layers) and the same module tree, so its state_dict
 keys are the Flax paths: `stage0.unit0.conv1.conv.weight`, `...bn.running_mean`, `head.weight`.
-Needs torch (the torch extra); no other module of genet_jax imports this one, so the rest runs
-without torch.
+Needs torch (the torch extra); only genet_jax.interop.onnx_export imports this module, and only
+once torch is known to be installed, so the rest runs without torch.
 """
 from __future__ import annotations
 
+from typing import Mapping, Optional
+
+import numpy as np
 import torch
 from torch import nn
 
 from genet_jax.arch.counting import symmetric_pad
 from genet_jax.arch.paths import stage_name, unit_name
 from genet_jax.arch.spec import NetworkSpec, UnitConfig
+from genet_jax.interop.state_dict import to_state_dict
 from genet_jax.models.layers import BN_EPSILON
 
 
@@ -84,6 +88,14 @@ class TorchGENet(nn.Module):
                 x = unit(x)
         x = self.final(x)
         return self.head(torch.flatten(x.mean(dim=(2, 3)), 1))
+
+    @classmethod
+    def from_variables(cls, spec: NetworkSpec, variables: Mapping, extras: Optional[dict] = None) -> "TorchGENet":
+        """The module of `spec` holding Flax `variables` ({'params', 'batch_stats'}), in eval mode."""
+        state = to_state_dict(spec, variables, "torch", extras)
+        module = cls(spec)
+        module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()}, strict=True)
+        return module.eval()
 
     def fold_bn(self) -> "TorchGENet":
         """BN-folded inference: every conv absorbs its BN (call in eval mode)."""
