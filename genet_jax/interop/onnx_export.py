@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
 import warnings
 from typing import Mapping, Optional, Sequence
@@ -72,6 +73,7 @@ def export_onnx(spec: NetworkSpec, variables: Mapping, out: str, *, layout: str 
     r = spec.resolution
     example = torch.zeros((2, spec.in_channels, r, r) if layout == "NCHW" else (2, r, r, spec.in_channels))
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # e.g. "torchvision is not installed"
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):  # the exporter's chatter
         warnings.simplefilter("ignore", FutureWarning)  # its own use of deprecated torch internals
         warnings.simplefilter("ignore", DeprecationWarning)

@@ -1,7 +1,7 @@
-"""`python -m genet_jax.latency --arch NAME_OR_SPEC [--arch ...] [--batch 64] [--resolution R] [--dtype D] [--fold-bn] [--json]`
+"""`python -m genet_jax.latency --arch NAME_OR_SPEC [--arch ...] [--batch 64] [--resolution R] [--dtype D] [--fold-bn] [--engine jax|onnxruntime] [--json]`
 
-ms/image, images/s, compile time, device kind and JAX version of each network, by the paper's
-protocol (genet_jax.latency.probes).
+ms/image, images/s, compile time, device kind and engine version of each network, by the paper's
+protocol (genet_jax.latency.probes; on ONNX Runtime genet_jax.latency.onnxruntime_probe).
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Optional, Sequence
 
 from genet_jax import cli
 from genet_jax.errors import InputError
+from genet_jax.latency.onnxruntime_probe import CPU_PROVIDER, ENGINES, probe_onnxruntime
 from genet_jax.latency.probes import LatencyResult, probe_latency
 from genet_jax.latency.timing import ACCELERATOR_PROTOCOL, CPU_PROTOCOL, PAPER_RUNS
 
@@ -19,7 +20,8 @@ def _format(result: LatencyResult) -> str:
     return (f"{result.name}: {result.ms_per_image:.4f} ms/image ({result.images_per_second:.1f} images/s, "
             f"{result.batch_ms:.2f} ms per batch of {result.batch}) at {result.resolution}x{result.resolution} "
             f"{result.dtype}{' BN-folded' if result.fold_bn else ''}; compile {result.compile_seconds:.1f} s; "
-            f"{result.device_kind} ({result.platform}), JAX {result.jax_version}; "
+            f"{result.device_kind} ({result.platform}), "
+            f"{'JAX ' + result.jax_version if result.engine == 'jax' else result.engine_version}; "
             f"mean of the middle {100 * (1 - 2 * result.trim):.0f}% of {result.runs} runs"
             f"{f', fastest of {result.rounds} rounds' if result.rounds > 1 else ''}")
 
@@ -41,8 +43,24 @@ def build_parser() -> argparse.ArgumentParser:
                         help="repeat the protocol this many times and keep the fastest round (default: "
                              f"{CPU_PROTOCOL.rounds} on CPU, whose host has slow spells; "
                              f"{ACCELERATOR_PROTOCOL.rounds} on GPU/TPU, the paper's)")
+    parser.add_argument("--engine", choices=ENGINES, default="jax",
+                        help="jax (XLA), or onnxruntime: the network exported to ONNX as deployed (BN folded; "
+                             "--fold-bn and --conv-impl do not apply; bfloat16 is not offered)")
+    parser.add_argument("--provider", default=CPU_PROVIDER,
+                        help="onnxruntime: the execution provider (CPUExecutionProvider, CUDAExecutionProvider, "
+                             "TensorrtExecutionProvider where installed)")
     parser.add_argument("--json", action="store_true", help="one JSON object per network on stdout")
     return parser
+
+
+def probe(args: argparse.Namespace, arch: str) -> LatencyResult:
+    if args.engine == "onnxruntime":
+        if args.dtype == "bfloat16":
+            raise ValueError("--engine onnxruntime exports float32 or float16 weights, not bfloat16")
+        return probe_onnxruntime(arch, args.batch, args.resolution, args.dtype, args.runs, args.warmup,
+                                 rounds=args.rounds, provider=args.provider)
+    return probe_latency(arch, args.batch, args.resolution, args.dtype, args.fold_bn, args.conv_impl,
+                         args.runs, args.warmup, rounds=args.rounds)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -56,8 +74,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     status = 0
     for arch in args.arch:
         try:
-            result = probe_latency(arch, args.batch, args.resolution, args.dtype, args.fold_bn, args.conv_impl,
-                                   args.runs, args.warmup, rounds=args.rounds)
+            result = probe(args, arch)
         except (InputError, ValueError) as e:  # ValueError: a bad --conv-impl or --dtype value
             status = cli.report(f"--arch {arch}: {e}")
             continue

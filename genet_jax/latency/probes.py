@@ -50,6 +50,8 @@ class LatencyResult:
     platform: str
     num_devices_used: int
     jax_version: str
+    engine: str = "jax"  # or "onnxruntime" (genet_jax.latency.onnxruntime_probe)
+    engine_version: str = ""  # the engine's release and, for ONNX Runtime, its execution provider
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -99,7 +101,8 @@ def probe_latency(arch: Union[str, Any], batch: int = 64, resolution: Optional[i
         conv_impl=model.conv_impl, ms_per_image=seconds * 1e3 / batch, images_per_second=batch / seconds,
         batch_ms=seconds * 1e3, compile_seconds=compile_seconds, runs=runs, trim=trim, rounds=settings.rounds,
         warmup=settings.warmup, params=spec_params(spec), macs=spec_macs(spec), device_kind=device.device_kind,
-        platform=device.platform, num_devices_used=1, jax_version=device.jax_version)
+        platform=device.platform, num_devices_used=1, jax_version=device.jax_version,
+        engine_version=f"jax {device.jax_version}")
 
 
 def probe_latencies(archs: Sequence[Any], settings: ProbeSettings = ProbeSettings(),
