@@ -15,9 +15,9 @@ from genet_jax.arch.spec import NetworkSpec
 from genet_jax.arch.structure_string import to_structure_string
 from genet_jax.errors import InputError
 from genet_jax.interop.model_checkpoint import save_model_checkpoint
-from genet_jax.optional import require
 from genet_jax.interop.state_dict import (StateDictError, detect_layout, from_state_dict, head_name, state_dict_keys,
                                           timm_config, timm_model_name, to_state_dict)
+from genet_jax.optional import require
 
 
 class ExportError(InputError, RuntimeError):
