@@ -1,4 +1,6 @@
 """Shared test utilities."""
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -63,3 +65,26 @@ def calibrated_variables(model, seed=0, resolution=64, batch_size=4):
             value = np.maximum((value - momentum) / (1 - momentum), 1e-3) * rng.uniform(0.8, 1.25, value.shape)
         stats[path] = jnp.asarray(value, jnp.float32)
     return {"params": variables["params"], "batch_stats": traverse_util.unflatten_dict(stats)}
+
+
+def tiny(width=8, resolution=16, blocks=None):
+    """Inline JSON of a two-super-block network small enough to time in milliseconds."""
+    return json.dumps({"stem_width": width, "stem_stride": 1, "final_width": 2 * width, "num_classes": 10,
+                       "resolution": resolution,
+                       "blocks": blocks or [{"block_type": "XX", "depth": 1, "width": width, "stride": 2},
+                                            {"block_type": "DW", "depth": 1, "width": 2 * width, "stride": 2,
+                                             "ratio": 3.0}]})
+
+
+class FakeTimer:
+    """perf_counter stand-in: the k-th timed call lasts durations[k] seconds."""
+
+    def __init__(self, durations):
+        self.durations = list(durations)
+        self.now, self.calls = 0.0, 0
+
+    def __call__(self):
+        if self.calls % 2 == 1:
+            self.now += self.durations[self.calls // 2]
+        self.calls += 1
+        return self.now

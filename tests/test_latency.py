@@ -16,29 +16,7 @@ from genet_jax.latency import probe_latencies, probe_latency, timing_variables
 from genet_jax.latency.cli import main as latency_main
 from genet_jax.latency.timing import CPU_PROTOCOL, ProbeSettings, time_runs, trimmed_mean
 from genet_jax.measure import batch_sweep, block_profile, kernel_rank
-from tests.helpers import random_variables
-
-
-def tiny(width=8, resolution=16, blocks=None):
-    return json.dumps({"stem_width": width, "stem_stride": 1, "final_width": 2 * width, "num_classes": 10,
-                       "resolution": resolution,
-                       "blocks": blocks or [{"block_type": "XX", "depth": 1, "width": width, "stride": 2},
-                                            {"block_type": "DW", "depth": 1, "width": 2 * width, "stride": 2,
-                                             "ratio": 3.0}]})
-
-
-class FakeTimer:
-    """perf_counter stand-in: the k-th timed call lasts durations[k] seconds."""
-
-    def __init__(self, durations):
-        self.durations = list(durations)
-        self.now, self.calls = 0.0, 0
-
-    def __call__(self):
-        if self.calls % 2 == 1:
-            self.now += self.durations[self.calls // 2]
-        self.calls += 1
-        return self.now
+from tests.helpers import FakeTimer, random_variables, tiny
 
 
 def test_trimmed_mean_drops_top_and_bottom_ten_percent():

@@ -11,7 +11,7 @@ from genet_jax.interop.onnx_export import export_onnx
 from genet_jax.latency.cli import main as latency_main
 from genet_jax.latency.onnxruntime_probe import onnxruntime_session, probe_onnxruntime
 from genet_jax.latency.probes import model_timing_variables
-from tests.test_latency import FakeTimer, tiny
+from tests.helpers import FakeTimer, tiny
 
 pytest.importorskip("onnxruntime", reason="onnxruntime: the onnx extra (requirements-dev.txt)")
 pytest.importorskip("onnxscript", reason="onnxscript: the onnx extra (requirements-dev.txt)")

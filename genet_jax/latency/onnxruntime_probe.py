@@ -15,7 +15,7 @@ import numpy as np
 from genet_jax.arch.counting import spec_macs, spec_params
 from genet_jax.arch.registry import resolve_spec
 from genet_jax.interop.onnx_export import export_onnx
-from genet_jax.latency.probes import LatencyResult, model_timing_variables
+from genet_jax.latency.probes import LatencyResult, model_timing_variables, result_name
 from genet_jax.latency.timing import PAPER_RUNS, PAPER_TRIM, current_device, platform_protocol, time_runs, trimmed_mean
 from genet_jax.models.network import create_model
 from genet_jax.optional import require
@@ -64,7 +64,7 @@ def probe_onnxruntime(arch: Union[str, Any], batch: int = 64, resolution: Option
                       for _ in range(rounds))
     device = current_device()
     return LatencyResult(
-        name=name or (arch if isinstance(arch, str) and not arch.lstrip().startswith("{") else "custom"),
+        name=result_name(arch, name),
         batch=batch, resolution=spec.resolution, dtype=dtype, fold_bn=True, conv_impl=provider,
         ms_per_image=seconds * 1e3 / batch, images_per_second=batch / seconds, batch_ms=seconds * 1e3,
         compile_seconds=compile_seconds, runs=runs, trim=trim, rounds=rounds, warmup=warmup,

@@ -81,6 +81,12 @@ def _forward_inputs(arch, resolution: Optional[int], settings: ProbeSettings, fo
     return spec, model, jax.device_put(variables, device), images
 
 
+def result_name(arch: Union[str, Any], name: Optional[str] = None) -> str:
+    """What a latency result is called: `name`, else the registered name or path given, else "custom"
+    (a spec object or inline JSON)."""
+    return name or (arch if isinstance(arch, str) and not arch.lstrip().startswith("{") else "custom")
+
+
 def probe_latency(arch: Union[str, Any], batch: int = 64, resolution: Optional[int] = None,
                   dtype: str = "float32", fold_bn: bool = False, conv_impl: str = "auto",
                   runs: int = PAPER_RUNS, warmup: Optional[int] = None, trim: float = PAPER_TRIM,
@@ -96,7 +102,7 @@ def probe_latency(arch: Union[str, Any], batch: int = 64, resolution: Optional[i
     spec, model, variables, images = _forward_inputs(arch, resolution, settings, fold_bn, variables)
     seconds, compile_seconds = time_forward(model.apply, variables, images, settings, timer)
     return LatencyResult(
-        name=name or (arch if isinstance(arch, str) and not arch.lstrip().startswith("{") else "custom"),
+        name=result_name(arch, name),
         batch=batch, resolution=spec.resolution, dtype=str(jnp.dtype(model.dtype)), fold_bn=fold_bn,
         conv_impl=model.conv_impl, ms_per_image=seconds * 1e3 / batch, images_per_second=batch / seconds,
         batch_ms=seconds * 1e3, compile_seconds=compile_seconds, runs=runs, trim=trim, rounds=settings.rounds,

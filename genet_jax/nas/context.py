@@ -70,6 +70,7 @@ def open_context(config: ml_collections.ConfigDict) -> SearchContext:
 # An evaluation period longer than any run: a run of a fixed step count is evaluated once, at its end.
 EVALUATE_AT_THE_END_ONLY = 1e9
 
+
 def trainer_config(ctx: SearchContext, workdir: str, spec: NetworkSpec, epochs: float,
                    lr_per_256: Optional[float] = None, warmup_epochs: Optional[float] = None,
                    steps: int = -1) -> ml_collections.ConfigDict:
