@@ -1,4 +1,5 @@
 """Shared test utilities."""
+import csv
 import json
 
 import jax
@@ -88,3 +89,9 @@ class FakeTimer:
             self.now += self.durations[self.calls // 2]
         self.calls += 1
         return self.now
+
+
+def read_csv(path):
+    """The rows of a CSV file the measurement tools write, as dicts of strings."""
+    with open(path) as f:
+        return list(csv.DictReader(f))

@@ -1,6 +1,5 @@
 """The latency probe (the paper's protocol) and the measurement tools: statistics on a fake timer,
 ordering of two networks of clearly different cost, and every CSV/plot tool on tiny networks."""
-import csv
 import itertools
 import json
 
@@ -16,7 +15,7 @@ from genet_jax.latency import probe_latencies, probe_latency, timing_variables
 from genet_jax.latency.cli import main as latency_main
 from genet_jax.latency.timing import CPU_PROTOCOL, ProbeSettings, time_runs, trimmed_mean
 from genet_jax.measure import batch_sweep, block_profile, kernel_rank
-from tests.helpers import FakeTimer, random_variables, tiny
+from tests.helpers import FakeTimer, random_variables, read_csv, tiny
 
 
 def test_trimmed_mean_drops_top_and_bottom_ten_percent():
@@ -122,11 +121,6 @@ def test_latency_cli_names_a_bad_setting(capsys, flag, value):
     with pytest.raises(SystemExit) as exit_info:
         latency_main(["--arch", "genet_light", flag, value])
     assert exit_info.value.code == 2 and f"{flag} must be" in capsys.readouterr().err
-
-
-def read_csv(path):
-    with open(path) as f:
-        return list(csv.DictReader(f))
 
 
 def test_batch_sweep_writes_csv_and_plots(tmp_path, capsys):

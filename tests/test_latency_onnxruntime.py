@@ -1,19 +1,28 @@
 """`--engine onnxruntime`: the paper's protocol on ONNX Runtime, agreeing with a plain ONNX Runtime
-loop over the same exported file, through the same command line as the JAX probe."""
+loop over the same exported file, through the same command line as the JAX probe; the batch sweep,
+block profiling and LLR-NAS's table parts on that engine; measurements keyed by engine."""
 import json
 import time
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import genet_jax as g
+from genet_jax.arch.spec import UnitConfig
 from genet_jax.interop.onnx_export import export_onnx
+from genet_jax.interop.onnx_runtime import onnxruntime_session
 from genet_jax.latency.cli import main as latency_main
-from genet_jax.latency.onnxruntime_probe import onnxruntime_session, probe_onnxruntime
+from genet_jax.latency.onnxruntime_probe import probe_onnxruntime
 from genet_jax.latency.probes import model_timing_variables
-from tests.helpers import FakeTimer, tiny
+from genet_jax.latency.timing import ProbeSettings, measurement_context
+from genet_jax.measure import batch_sweep, block_profile
+from genet_jax.nas.latency_table import _Layer, _Tail, time_module
+from genet_jax.nas.onnxruntime_parts import torch_part
+from genet_jax.nas.store import fingerprint
+from tests.helpers import FakeTimer, read_csv, tiny
 
-pytest.importorskip("onnxruntime", reason="onnxruntime: the onnx extra (requirements-dev.txt)")
+ort = pytest.importorskip("onnxruntime", reason="onnxruntime: the onnx extra (requirements-dev.txt)")
 pytest.importorskip("onnxscript", reason="onnxscript: the onnx extra (requirements-dev.txt)")
 
 # Loose, for a test on a shared 2-core host running other tests beside it; benchmarks measure exactly.
@@ -60,3 +69,43 @@ def test_cli_engine_flag(capsys):
     assert "bfloat16" in line
     assert latency_main(["--arch", tiny(), "--engine", "onnxruntime", "--provider", "NoSuchProvider"]) == 2
     assert "NoSuchProvider" in capsys.readouterr().err
+
+
+def test_batch_sweep_and_block_profile_take_the_engine(tmp_path):
+    sweep_out, profile_out = tmp_path / "sweep", tmp_path / "profile"
+    assert batch_sweep.main(["--arch", tiny(8), "--batches", "1,2", "--runs", "3", "--rounds", "1",
+                             "--engine", "onnxruntime", "--out", str(sweep_out)]) == 0
+    rows = read_csv(sweep_out / "latency_vs_batch.csv")
+    assert [(r["batch"], r["engine"], r["conv_impl"]) for r in rows] == [
+        ("1", "onnxruntime", "CPUExecutionProvider"), ("2", "onnxruntime", "CPUExecutionProvider")]
+    assert block_profile.main(["--widths", "8", "--block-types", "XX", "--batch", "2", "--resolution", "16",
+                               "--runs", "3", "--rounds", "1", "--engine", "onnxruntime", "--out",
+                               str(profile_out)]) == 0
+    (row,) = read_csv(profile_out / "block_profile.csv")
+    assert row["engine"] == "onnxruntime" and row["engine_version"].startswith("onnxruntime ")
+
+
+def test_measurements_are_keyed_by_engine_and_provider():
+    jax_context = measurement_context(ProbeSettings(batch=4))
+    assert "engine" not in jax_context["settings"] and "engine_version" not in jax_context  # keys as before
+    ort_context = measurement_context(ProbeSettings(batch=4, engine="onnxruntime"))
+    assert ort_context["settings"]["provider"] == "CPUExecutionProvider"
+    assert ort_context["engine_version"] == f"onnxruntime {ort.__version__}"
+    assert fingerprint(jax_context) != fingerprint(ort_context)
+    with pytest.raises(ValueError, match="bfloat16"):
+        ProbeSettings(dtype="bfloat16", engine="onnxruntime").resolved()
+    with pytest.raises(ValueError, match="engine must be one of"):
+        ProbeSettings(engine="tensorrt").resolved()
+
+
+def test_latency_table_parts_time_on_onnxruntime():
+    settings = ProbeSettings(batch=2, runs=3, warmup=1, rounds=1, engine="onnxruntime")
+    unit = UnitConfig("BL", 8, 16, 4, 2, 3)
+    parts = [(_Layer(jnp.float32, "lax", stem=(8, 3, 2)), (2, 16, 16, 3)),
+             (_Layer(jnp.float32, "lax", unit=unit), (2, 8, 8, 8)),
+             (_Tail(32, 10, jnp.float32, "lax"), (2, 4, 4, 16))]
+    for part, shape in parts:
+        ms = time_module(part, shape, settings)
+        assert 0 < ms < 1e3
+    torch_unit = torch_part(parts[1][0], 8)
+    assert sorted(name for name, _ in torch_unit.named_children()) == sorted(c.name for c in unit.conv_layers())

@@ -1,5 +1,6 @@
 """`python search.py` end to end on digits with a tiny MasterNet: outputs, kill -9 and resume,
-sharded fine-tunes merging to the unsharded selection, bad usage."""
+sharded fine-tunes merging to the unsharded selection, the latency-dependent stages on ONNX
+Runtime, bad usage."""
 import json
 import os
 import shutil
@@ -139,6 +140,29 @@ def check_shards_merge_to_the_same_selection(config_file, workdir, sharded, pick
         read_json(os.path.join(workdir, "pseudo_gradients.json"))["fits"]
 
 
+def check_the_engine_dependent_stages_on_onnxruntime(config_file, workdir, other):
+    """The same search with `latency.engine = "onnxruntime"` on a copy of its MasterNet and fine-tunes
+    (which do not depend on the engine): `search.py` runs the latency table, selection and the final
+    training with every latency measured on ONNX Runtime, none reused from the JAX measurements."""
+    pytest.importorskip("onnxruntime", reason="onnxruntime: the onnx extra (requirements-dev.txt)")
+    os.makedirs(other)
+    shutil.copy(os.path.join(workdir, "master.json"), other)
+    for name in ("masternet", "results"):
+        shutil.copytree(os.path.join(workdir, name), os.path.join(other, name))
+    done = run_search(config_file, other, "--config.latency.engine=onnxruntime", "--config.latency.line_points=2")
+    assert "fine-tunes run now: 0" in done.stdout
+    picked = read_json(os.path.join(other, "search_result.json"))["selected"]
+    assert picked["measured_latency_ms"] <= picked["budget_ms"] and picked["trained_accuracy"] is not None
+    measured_on = read_json(os.path.join(other, "selection_r16.json"))["latency_measured_on"]
+    assert measured_on["settings"]["engine"] == "onnxruntime"
+    assert measured_on["settings"]["provider"] == "CPUExecutionProvider"
+    assert measured_on["engine_version"].startswith("onnxruntime ")
+    for name in ("probes.json", "parts_r16.json"):  # the stores are keyed by the engine: no JAX entry reused
+        jax_keys = set(read_json(os.path.join(workdir, "latency", name)))
+        onnxruntime_keys = set(read_json(os.path.join(other, "latency", name)))
+        assert onnxruntime_keys and not jax_keys & onnxruntime_keys, name
+
+
 @pytest.mark.slow
 def test_kill_9_and_resume_then_shards_merge_to_the_same_selection(config_file, tmp_path):
     """One search, killed -9 between fine-tunes and re-run, then the same fine-tunes again as two
@@ -160,6 +184,7 @@ def test_kill_9_and_resume_then_shards_merge_to_the_same_selection(config_file, 
     assert read_json(os.path.join(workdir, "search_result.json"))["selected"] == picked
 
     check_shards_merge_to_the_same_selection(config_file, workdir, str(tmp_path / "sharded"), picked)
+    check_the_engine_dependent_stages_on_onnxruntime(config_file, workdir, str(tmp_path / "onnxruntime"))
 
 
 def test_bad_usage_is_reported(config_file, tmp_path):
@@ -167,7 +192,12 @@ def test_bad_usage_is_reported(config_file, tmp_path):
     for args, message in [(["--shard=2/2"], "need 0 <= i < n"), (["--shard=x"], "--shard must look like i/n"),
                           (["--stage=finetune"], "run the MasterNet step first"),
                           (["--stage=select"], "run the MasterNet step first"),
-                          (["--config.train.data.holdout_size=0"], "holdout_size must be > 0")]:
+                          (["--config.train.data.holdout_size=0"], "holdout_size must be > 0"),
+                          (["--config.latency.engine=tensorrt"], "config.latency: engine must be one of"),
+                          (["--config.latency.engine=onnxruntime", "--config.latency.dtype=bfloat16"],
+                           "config.latency: the onnxruntime engine runs float32 or float16"),
+                          (["--config.latency.engine=onnxruntime", "--config.latency.provider=NoSuchProvider"],
+                           "'NoSuchProvider' is not available")]:
         result = subprocess.run(search_command(config_file, workdir, *args), capture_output=True, text=True,
                                 cwd=REPO_ROOT)
         assert result.returncode != 0 and message in result.stderr, (args, result.stderr[-800:])

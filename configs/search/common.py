@@ -35,6 +35,10 @@ def search_config(train: ml_collections.ConfigDict) -> ml_collections.ConfigDict
     c.latency.batch = 64
     c.latency.dtype = "float16"
     c.latency.conv_impl = "auto"              # resolved for the probing device (recorded in the results)
+    # where the budget is measured: "jax" (XLA), or "onnxruntime" (the network exported to ONNX as
+    # deployed, on `provider`: CPUExecutionProvider, CUDAExecutionProvider, TensorrtExecutionProvider)
+    c.latency.engine = "jax"
+    c.latency.provider = "CPUExecutionProvider"
     c.latency.runs = 30
     c.latency.trim = 0.1
     # unset: the platform's protocol (genet_jax.latency.timing): 1 round, 10 runs + 0.2 s warm-up on GPU/TPU;

@@ -13,6 +13,7 @@ import contextlib
 import io
 import json
 import logging
+import math
 import os
 import warnings
 from typing import Mapping, Optional, Sequence
@@ -26,20 +27,16 @@ ONNX_DTYPES = ("float32", "float16")
 ONNX_OPSET = 18  # the exporter's default; ONNX Runtime and TensorRT 10 read it
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
 FEATURE = "ONNX export"
+EXAMPLE_BATCH = 2  # the traced input's batch; the exported batch dimension is dynamic
 
 
-def _torch_module(spec: NetworkSpec, variables: Mapping, layout: str, dtype: str):
-    torch = require("torch", FEATURE)
-    require("onnxscript", FEATURE)
-    from genet_jax.interop.torch_model import TorchGENet  # imports torch: only once it is known to be there
-
-    module = TorchGENet.from_variables(spec, variables).fold_bn()
+def _deployed(torch, module, layout: str, dtype: str):
+    """`module` (BN folded) with the exported input's layout and dtype: float32 in, float32 out."""
     if dtype == "float16":
         module = module.half()
+    weights_dtype = next(module.parameters()).dtype
 
-    class Exported(torch.nn.Module):
-        """The folded network with the exported input's layout and dtype: float32 in, float32 out."""
-
+    class Deployed(torch.nn.Module):
         def __init__(self):
             super().__init__()
             self.net = module
@@ -47,16 +44,49 @@ def _torch_module(spec: NetworkSpec, variables: Mapping, layout: str, dtype: str
         def forward(self, images):
             if layout == "NHWC":
                 images = images.permute(0, 3, 1, 2)
-            return self.net(images.to(module.head.weight.dtype)).float()
+            return self.net(images.to(weights_dtype)).float()
 
-    return torch, Exported().eval()
+    return Deployed().eval()
 
 
-def onnx_metadata(spec: NetworkSpec, layout: str, dtype: str, class_names: Optional[Sequence[str]]) -> dict:
+@contextlib.contextmanager
+def _quiet_loggers():
+    """The exporter's INFO logging (torch.onnx: "torchvision is not installed"; onnxscript: a line per
+    graph pass) off while it runs, whatever the application's logging level."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def export_torch_module(module, example_shape, out: str, layout: str = "NCHW", dtype: str = "float32") -> str:
+    """Write the eval-mode torch `module` (BN already folded) as ONNX with a dynamic batch dimension;
+    `example_shape` is one input's shape in `layout`. Any part of a network exports this way (LLR-NAS
+    times its latency-table parts so on ONNX Runtime)."""
+    torch = require("torch", FEATURE)
+    require("onnxscript", FEATURE)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with _quiet_loggers(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):  # its chatter
+        warnings.simplefilter("ignore", FutureWarning)  # its own use of deprecated torch internals
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(_deployed(torch, module, layout, dtype), (torch.zeros(tuple(example_shape)),), out,
+                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                          dynamic_shapes=({0: torch.export.Dim("batch")},), opset_version=ONNX_OPSET,
+                          dynamo=True, external_data=False, verbose=False)
+    return out
+
+
+def onnx_metadata(spec: NetworkSpec, layout: str, dtype: str, class_names: Optional[Sequence[str]],
+                  crop_fraction: float = EVAL_CROP_FRACTION) -> dict:
     """The model's metadata_props: what a deployment needs to feed and read it."""
     return {"genet_jax.spec": spec.to_json(indent=None), "num_classes": str(spec.num_classes),
             "resolution": str(spec.resolution), "input_layout": layout, "weights_dtype": dtype,
-            "preprocessing": json.dumps({"resize_shorter_side": round(spec.resolution / EVAL_CROP_FRACTION),
+            "preprocessing": json.dumps({"resize_shorter_side": math.ceil(spec.resolution / crop_fraction),
                                          "center_crop": spec.resolution, "scale": 1 / 255.0,
                                          "mean": IMAGENET_MEAN.tolist(), "std": IMAGENET_STD.tolist(),
                                          "channels": "RGB"}),
@@ -64,24 +94,20 @@ def onnx_metadata(spec: NetworkSpec, layout: str, dtype: str, class_names: Optio
 
 
 def export_onnx(spec: NetworkSpec, variables: Mapping, out: str, *, layout: str = "NCHW", dtype: str = "float32",
-                class_names: Optional[Sequence[str]] = None) -> str:
-    """Write `out` (one self-contained .onnx file), checked with onnx.checker; returns its path."""
+                class_names: Optional[Sequence[str]] = None, crop_fraction: float = EVAL_CROP_FRACTION) -> str:
+    """Write `out` (one self-contained .onnx file), checked with onnx.checker; returns its path.
+    `crop_fraction` is the evaluation preprocessing's, recorded in the metadata."""
     if layout not in ONNX_LAYOUTS or dtype not in ONNX_DTYPES:
         raise ValueError(f"layout must be one of {ONNX_LAYOUTS} and dtype one of {ONNX_DTYPES}")
     onnx = require("onnx", FEATURE)
-    torch, module = _torch_module(spec, variables, layout, dtype)
-    r = spec.resolution
-    example = torch.zeros((2, spec.in_channels, r, r) if layout == "NCHW" else (2, r, r, spec.in_channels))
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # e.g. "torchvision is not installed"
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):  # the exporter's chatter
-        warnings.simplefilter("ignore", FutureWarning)  # its own use of deprecated torch internals
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(module, (example,), out, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                          dynamic_shapes=({0: torch.export.Dim("batch")},), opset_version=ONNX_OPSET,
-                          dynamo=True, external_data=False, verbose=False)
+    require("torch", FEATURE)
+    from genet_jax.interop.torch_model import TorchGENet  # imports torch: only once it is known to be there
+
+    r, c = spec.resolution, spec.in_channels
+    export_torch_module(TorchGENet.from_variables(spec, variables).fold_bn(),
+                        (EXAMPLE_BATCH, c, r, r) if layout == "NCHW" else (EXAMPLE_BATCH, r, r, c), out, layout, dtype)
     model = onnx.load(out)
-    for key, value in onnx_metadata(spec, layout, dtype, class_names).items():
+    for key, value in onnx_metadata(spec, layout, dtype, class_names, crop_fraction).items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.checker.check_model(model, full_check=True)

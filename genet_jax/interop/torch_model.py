@@ -2,8 +2,8 @@
 
 Same semantics as the Flax model (genet_jax.models.layers) and the same module tree, so its state_dict
 keys are the Flax paths: `stage0.unit0.conv1.conv.weight`, `...bn.running_mean`, `head.weight`.
-Needs torch (the torch extra); only genet_jax.interop.onnx_export imports this module, and only
-once torch is known to be installed, so the rest runs without torch.
+Needs torch (the torch extra); only the ONNX export and LLR-NAS's ONNX Runtime part timing import this module,
+and only once torch is known to be installed, so the rest runs without torch.
 """
 from __future__ import annotations
 
@@ -61,6 +61,18 @@ class TorchResidualUnit(nn.Module):
         for name in self.main_names:
             y = getattr(self, name)(y)
         return torch.relu(y + (self.shortcut(x) if self.has_projection else x))
+
+
+class TorchTail(nn.Module):
+    """The network's final 1x1 conv, global average pooling and head (what TorchGENet ends with)."""
+
+    def __init__(self, in_width: int, final_width: int, num_classes: int):
+        super().__init__()
+        self.final = TorchConvBN(in_width, final_width, 1)
+        self.head = nn.Linear(final_width, num_classes)
+
+    def forward(self, x):
+        return self.head(torch.flatten(self.final(x).mean(dim=(2, 3)), 1))
 
 
 class TorchGENet(nn.Module):

@@ -11,8 +11,8 @@ from typing import Optional, Sequence
 
 from genet_jax import cli
 from genet_jax.errors import InputError
-from genet_jax.latency.onnxruntime_probe import CPU_PROVIDER, ENGINES, probe_onnxruntime
-from genet_jax.latency.probes import LatencyResult, probe_latency
+from genet_jax.latency.engines import add_engine_arguments, probe_on
+from genet_jax.latency.probes import LatencyResult
 from genet_jax.latency.timing import ACCELERATOR_PROTOCOL, CPU_PROTOCOL, PAPER_RUNS
 
 
@@ -43,24 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="repeat the protocol this many times and keep the fastest round (default: "
                              f"{CPU_PROTOCOL.rounds} on CPU, whose host has slow spells; "
                              f"{ACCELERATOR_PROTOCOL.rounds} on GPU/TPU, the paper's)")
-    parser.add_argument("--engine", choices=ENGINES, default="jax",
-                        help="jax (XLA), or onnxruntime: the network exported to ONNX as deployed (BN folded; "
-                             "--fold-bn and --conv-impl do not apply; bfloat16 is not offered)")
-    parser.add_argument("--provider", default=CPU_PROVIDER,
-                        help="onnxruntime: the execution provider (CPUExecutionProvider, CUDAExecutionProvider, "
-                             "TensorrtExecutionProvider where installed)")
+    add_engine_arguments(parser)
     parser.add_argument("--json", action="store_true", help="one JSON object per network on stdout")
     return parser
 
 
 def probe(args: argparse.Namespace, arch: str) -> LatencyResult:
-    if args.engine == "onnxruntime":
-        if args.dtype == "bfloat16":
-            raise ValueError("--engine onnxruntime exports float32 or float16 weights, not bfloat16")
-        return probe_onnxruntime(arch, args.batch, args.resolution, args.dtype, args.runs, args.warmup,
-                                 rounds=args.rounds, provider=args.provider)
-    return probe_latency(arch, args.batch, args.resolution, args.dtype, args.fold_bn, args.conv_impl,
-                         args.runs, args.warmup, rounds=args.rounds)
+    return probe_on(args.engine, arch, args.batch, args.resolution, args.dtype, fold_bn=args.fold_bn,
+                    conv_impl=args.conv_impl, runs=args.runs, warmup=args.warmup, rounds=args.rounds,
+                    provider=args.provider)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

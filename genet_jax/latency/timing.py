@@ -5,6 +5,7 @@ device identity a stored latency is keyed by, the paper's trimmed mean, and the 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from typing import Any, Callable, Optional, Sequence
@@ -13,10 +14,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from genet_jax.interop.onnx_runtime import CPU_PROVIDER
 from genet_jax.models.conv_ops import resolve_conv_impl
+from genet_jax.optional import require
 
 PAPER_RUNS = 30
 PAPER_TRIM = 0.1
+ENGINES = ("jax", "onnxruntime")  # XLA, or the network exported to ONNX as deployed (onnxruntime_probe)
+ONNXRUNTIME_DTYPES = ("float32", "float16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +43,12 @@ ACCELERATOR_PROTOCOL = PlatformProtocol(warmup=10, warmup_seconds=0.2, rounds=1)
 
 def platform_protocol(platform: str) -> PlatformProtocol:
     return CPU_PROTOCOL if platform == "cpu" else ACCELERATOR_PROTOCOL
+
+
+def provider_platform(provider: str) -> str:
+    """The protocol's platform for an ONNX Runtime execution provider: 'cpu' for its CPU provider,
+    'gpu' for CUDA / TensorRT / others (the accelerator protocol)."""
+    return "cpu" if provider == CPU_PROVIDER else "gpu"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,12 +82,19 @@ class ProbeSettings:
     trim: float = PAPER_TRIM
     rounds: Optional[int] = None
     warmup_seconds: Optional[float] = None
+    engine: str = "jax"
+    provider: Optional[str] = None  # onnxruntime's execution provider (default: its CPU provider)
 
     def resolved(self, device: Optional[DeviceIdentity] = None) -> "ProbeSettings":
-        platform = (device or current_device()).platform
+        if self.engine == "onnxruntime":
+            provider = self.provider or CPU_PROVIDER
+            platform, conv_impl = provider_platform(provider), provider
+        else:
+            platform = (device or current_device()).platform
+            provider, conv_impl = None, resolve_conv_impl(self.conv_impl, platform)
         defaults = platform_protocol(platform)
         settings = dataclasses.replace(
-            self, conv_impl=resolve_conv_impl(self.conv_impl, platform),
+            self, conv_impl=conv_impl, provider=provider,
             warmup=defaults.warmup if self.warmup is None else self.warmup,
             rounds=defaults.rounds if self.rounds is None else self.rounds,
             warmup_seconds=defaults.warmup_seconds if self.warmup_seconds is None else self.warmup_seconds)
@@ -84,6 +102,10 @@ class ProbeSettings:
         return settings
 
     def check(self) -> None:
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
+        if self.engine == "onnxruntime" and self.dtype not in ONNXRUNTIME_DTYPES:
+            raise ValueError(f"the onnxruntime engine runs {' or '.join(ONNXRUNTIME_DTYPES)} models, not {self.dtype}")
         for name in ("batch", "runs", "rounds"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -94,10 +116,18 @@ class ProbeSettings:
 
 def measurement_context(settings: ProbeSettings) -> dict:
     """Everything a stored latency depends on besides the network: the device (platform, device kind),
-    the JAX version and the resolved settings (kernels, dtype, batch, protocol). A cache keyed by this
-    is not reused on another device, JAX or kernel set."""
+    the JAX version and the resolved settings (kernels, dtype, batch, protocol), and for another
+    engine its name, release and provider. A cache keyed by this is not reused on
+    another device, JAX, kernel set or engine. (JAX measurements keep the keys they had before
+    engines existed, so stored searches stay valid.)"""
     device = current_device()
-    return {"device": dataclasses.asdict(device), "settings": dataclasses.asdict(settings.resolved(device))}
+    resolved = dataclasses.asdict(settings.resolved(device))
+    context = {"device": dataclasses.asdict(device), "settings": resolved}
+    if settings.engine == "jax":
+        del resolved["engine"], resolved["provider"]
+    else:
+        context["engine_version"] = f"onnxruntime {require('onnxruntime', 'ONNX Runtime latency').__version__}"
+    return context
 
 
 def trimmed_mean(samples: Sequence[float], trim: float = PAPER_TRIM) -> float:
@@ -145,20 +175,29 @@ def time_forwards(forwards: Sequence[tuple[Callable, Any, jax.Array]], settings:
     networks are all compiled first, then each round times every one of them in turn: a spell
     (seen here: ~10 s in which every probe ran 20-30% slow) then costs a network one of its rounds
     rather than all of them. `progress(1)` is called per timed round of one network."""
-    s = settings.resolved()
     compiled, compile_seconds = [], []
     for apply_fn, variables, images in forwards:
         start = time.perf_counter()
-        compiled.append(jax.jit(apply_fn).lower(variables, images).compile())
+        fn = jax.jit(apply_fn).lower(variables, images).compile()
+        compiled.append(functools.partial(fn, variables, images))
         compile_seconds.append(time.perf_counter() - start)
-    best = [math.inf] * len(compiled)
+    return time_calls(compiled, settings, timer, progress), compile_seconds
+
+
+def time_calls(calls: Sequence[Callable[[], Any]], settings: ProbeSettings,
+               timer: Callable[[], float] = time.perf_counter, progress: Optional[Callable[[int], Any]] = None,
+               sync: Callable[[Any], Any] = jax.block_until_ready) -> list[float]:
+    """The protocol's core for any engine: trimmed-mean seconds per call of each ready-to-run call,
+    the fastest of `rounds` rounds, each round timing every call in turn (see `time_forwards`)."""
+    s = settings.resolved()
+    best = [math.inf] * len(calls)
     for _ in range(s.rounds):
-        for i, (fn, (_, variables, images)) in enumerate(zip(compiled, forwards)):
-            times = time_runs(lambda: fn(variables, images), s.runs, s.warmup, timer, s.warmup_seconds)
+        for i, call in enumerate(calls):
+            times = time_runs(call, s.runs, s.warmup, timer, s.warmup_seconds, sync)
             best[i] = min(best[i], trimmed_mean(times, s.trim))
             if progress:
                 progress(1)
-    return best, compile_seconds
+    return best
 
 
 def time_forward(apply_fn: Callable, variables: Any, images: jax.Array, settings: ProbeSettings,

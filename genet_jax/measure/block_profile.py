@@ -1,4 +1,4 @@
-"""`python -m genet_jax.measure.block_profile --widths 64,128,256 --ratios 0.25,0.5,1 --batch 64 --resolution 224 --out results/block_profile`
+"""`python -m genet_jax.measure.block_profile --widths 64,128,256 --ratios 0.25,0.5,1 --batch 64 --resolution 224 [--engine jax|onnxruntime] --out results/block_profile`
 
 Block profiling (section 3.2, Fig. 3): networks of 5 XX-blocks or 10 BL / DW-blocks (k=3, s=1)
 of one width, timed over a grid of widths and ratios by the paper's protocol.
@@ -18,7 +18,8 @@ from tqdm import tqdm
 
 from genet_jax import cli
 from genet_jax.arch.spec import NetworkSpec, SpecError, SuperBlockSpec
-from genet_jax.latency import PAPER_RUNS, probe_latency
+from genet_jax.latency import PAPER_RUNS
+from genet_jax.latency.engines import add_engine_arguments, probe_on
 from genet_jax.measure.output import new_figure, parse_numbers, positive_int, save_figure, write_csv
 
 PROFILE_DEPTH = {"XX": 5, "BL": 10, "DW": 10}
@@ -43,19 +44,21 @@ def profiling_spec(block_type: str, width: int, ratio: float = 1.0, resolution: 
 
 def profile_blocks(widths: Sequence[int], ratios: Sequence[float], batch: int = 64, resolution: int = 224,
                    dtype: str = "float32", runs: int = PAPER_RUNS, warmup: Optional[int] = None,
-                   block_types=("XX", "BL", "DW"), progress: bool = True, rounds: Optional[int] = None) -> list[dict]:
+                   block_types=("XX", "BL", "DW"), progress: bool = True, rounds: Optional[int] = None,
+                   engine: str = "jax", provider: Optional[str] = None) -> list[dict]:
     jobs = [(t, w, 1.0 if t == "XX" else r) for t in block_types for w in widths
             for r in (ratios if t != "XX" else [1.0])]
     rows = []
     for block_type, width, ratio in tqdm(jobs, desc="block profiling", unit="network", disable=not progress):
         spec = profiling_spec(block_type, width, ratio, resolution)
-        result = probe_latency(spec, batch, dtype=dtype, runs=runs, warmup=warmup, rounds=rounds,
-                               name=f"{block_type}-w{width}-r{ratio:g}")
+        result = probe_on(engine, spec, batch, dtype=dtype, runs=runs, warmup=warmup, rounds=rounds,
+                          provider=provider, name=f"{block_type}-w{width}-r{ratio:g}")
         rows.append({"block_type": block_type, "width": width, "ratio": ratio,
                      "depth": PROFILE_DEPTH[block_type], "batch": batch, "resolution": resolution, "dtype": dtype,
                      "conv_impl": result.conv_impl,
                      "ms_per_image": result.ms_per_image, "params": result.params, "macs": result.macs,
-                     "device_kind": result.device_kind})
+                     "device_kind": result.device_kind, "engine": result.engine,
+                     "engine_version": result.engine_version})
     return rows
 
 
@@ -77,7 +80,7 @@ def plot(rows: Sequence[dict], out_dir: str) -> list[str]:
         ax.legend(fontsize=7)
     first = rows[0]
     fig.suptitle(f"block latency, batch {first['batch']}, {first['resolution']}x{first['resolution']}, "
-                 f"{first['dtype']}, {first['device_kind']}")
+                 f"{first['dtype']}, {first['device_kind']}, {first['engine']}")
     return [save_figure(fig, os.path.join(out_dir, "block_profile.png"))]
 
 
@@ -91,13 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--runs", type=int, default=PAPER_RUNS)
     parser.add_argument("--rounds", type=positive_int, default=None, help="default: the platform's protocol")
+    add_engine_arguments(parser)
     parser.add_argument("--out", required=True)
     return parser
 
 
 def run(args: argparse.Namespace, widths: list[int], ratios: list[float], types: tuple[str, ...]) -> int:
     rows = profile_blocks(widths, ratios, args.batch, args.resolution, args.dtype, args.runs, block_types=types,
-                          rounds=args.rounds)
+                          rounds=args.rounds, engine=args.engine, provider=args.provider)
     for path in [write_csv(os.path.join(args.out, "block_profile.csv"), rows), *plot(rows, args.out)]:
         print(path)
     return 0

@@ -14,6 +14,7 @@ import ml_collections
 from genet_jax.arch.registry import resolve_spec
 from genet_jax.arch.spec import NetworkSpec
 from genet_jax.errors import InputError
+from genet_jax.latency.onnxruntime_probe import check_onnxruntime_engine
 from genet_jax.latency.timing import ProbeSettings
 from genet_jax.nas.probe_cache import NetworkProbe
 from genet_jax.nas.space import SearchSpace
@@ -60,11 +61,22 @@ def open_context(config: ml_collections.ConfigDict) -> SearchContext:
         raise SearchError("config.train.data.holdout_size must be > 0: LLR-NAS validates on held-out "
                           "training images, never on the test split")
     master_spec = resolve_spec(config.train.model)
-    lat = config.latency
-    settings = ProbeSettings(lat.batch, lat.dtype, lat.conv_impl, lat.runs, lat.warmup, lat.trim,
-                             lat.rounds).resolved()
+    settings = probe_settings(config.latency)
     probe = NetworkProbe(os.path.join(workdir, "latency", "probes.json"), settings)
     return SearchContext(config, workdir, train_config, space, master_spec, settings, probe)
+
+
+def probe_settings(lat) -> ProbeSettings:
+    """The resolved probe settings of `config.latency`; a bad value is a SearchError naming the field."""
+    engine, provider = lat.get("engine", "jax"), lat.get("provider", None)
+    try:
+        settings = ProbeSettings(lat.batch, lat.dtype, lat.conv_impl, lat.runs, lat.warmup, lat.trim, lat.rounds,
+                                 engine=engine, provider=provider if engine == "onnxruntime" else None).resolved()
+    except ValueError as e:
+        raise SearchError(f"config.latency: {e}") from None
+    if settings.engine == "onnxruntime":
+        check_onnxruntime_engine(settings.provider, 'LLR-NAS with latency.engine = "onnxruntime"')
+    return settings
 
 
 # An evaluation period longer than any run: a run of a fixed step count is evaluated once, at its end.

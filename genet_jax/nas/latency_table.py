@@ -27,6 +27,7 @@ from genet_jax.arch.spec import NetworkSpec, UnitConfig, mid_width
 from genet_jax.latency.timing import ProbeSettings, measurement_context, time_forward, timing_variables
 from genet_jax.models.layers import build_layers
 from genet_jax.models.network import canonical_dtype
+from genet_jax.nas.onnxruntime_parts import time_part_onnxruntime
 from genet_jax.nas.space import BlockType, SearchSpace
 from genet_jax.nas.store import MeasurementCache, fingerprint
 
@@ -79,7 +80,10 @@ class _ProjectedUnit(UnitConfig):
 
 
 def time_module(module: nn.Module, input_shape: Sequence[int], settings: ProbeSettings) -> float:
-    """Trimmed-mean milliseconds per image of `module` (eval mode) on one device."""
+    """Trimmed-mean milliseconds per image of `module` (eval mode) on one device, on the settings'
+    engine (ONNX Runtime: genet_jax.nas.onnxruntime_parts)."""
+    if settings.engine == "onnxruntime":
+        return time_part_onnxruntime(module, input_shape, settings)
     dtype = canonical_dtype(settings.dtype)
     device = jax.devices()[0]
     x = jax.device_put(jnp.asarray(np.random.default_rng(0).standard_normal(input_shape, np.float32), dtype), device)

@@ -1,7 +1,8 @@
-"""Full-network latency for the search: the jitted probe (genet_jax.latency) under the search's
-settings, every measurement kept in latency/probes.json so a re-run repeats none. Keys carry the
-device, JAX version and resolved settings (`timing.measurement_context`): a workdir moved to another
-machine re-probes instead of reusing that machine's numbers."""
+"""Full-network latency for the search: the jitted probe (genet_jax.latency), or the ONNX Runtime
+probe when `latency.engine` is "onnxruntime", under the search's settings, every measurement kept
+in latency/probes.json so a re-run repeats none. Keys carry the device, JAX (and engine) version and
+resolved settings (`timing.measurement_context`): a workdir moved to another machine or engine
+re-probes instead of reusing that machine's numbers."""
 from __future__ import annotations
 
 from typing import Optional
@@ -10,6 +11,7 @@ from tqdm import tqdm
 
 from genet_jax.arch.spec import NetworkSpec
 from genet_jax.latency import probe_latencies
+from genet_jax.latency.onnxruntime_probe import onnxruntime_latencies
 from genet_jax.latency.timing import ProbeSettings, measurement_context
 from genet_jax.nas.space import spec_key
 from genet_jax.nas.store import MeasurementCache, fingerprint
@@ -37,6 +39,7 @@ class NetworkProbe:
         todo = {key: spec for key, spec in zip(keys, specs) if key not in self.cache.entries}
         if todo:
             with tqdm(total=len(todo) * s.rounds, desc=desc, unit="round", leave=False, disable=desc is None) as bar:
-                ms = probe_latencies(list(todo.values()), s, progress=bar.update)
+                probe = onnxruntime_latencies if s.engine == "onnxruntime" else probe_latencies
+                ms = probe(list(todo.values()), s, progress=bar.update)
             self.cache.put(dict(zip(todo, ms)))
         return [self.cache.entries[key] for key in keys]

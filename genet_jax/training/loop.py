@@ -100,7 +100,8 @@ def train(config: ml_collections.ConfigDict, sources: Optional[tuple[Source, Sou
     checkpointer = TrainCheckpointer(workdir, config.checkpoint.keep, config.checkpoint.async_save)
     state, data_state = create_train_state(config, model, tx, checkpointer, replicated, init_key, initial_variables)
     description = model_description(spec, metadata={"class_names": train_source.class_names,
-                                                    "data_source": config.data.source})
+                                                    "data_source": config.data.source,
+                                                    "eval_crop_fraction": config.data.eval_crop_fraction})
     teacher_model, teacher_variables = load_teacher(config, spec, replicated)
     train_step = steps.jit_train_step(steps.make_train_step(model, tx, config, schedule, teacher_model), mesh)
     evaluator = Evaluator(model, config, mesh)
