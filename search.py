@@ -16,9 +16,8 @@ REPO = os.path.dirname(os.path.abspath(__file__))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-import jax  # noqa: E402
 
-from genet_jax import cli  # noqa: E402
+from genet_jax import cli, distributed  # noqa: E402
 from genet_jax.errors import InputError  # noqa: E402
 from genet_jax.nas.driver import run_search  # noqa: E402
 
@@ -27,7 +26,8 @@ cli.define_config_file("config", os.path.join(REPO, "configs", "search", "cifar1
 flags.DEFINE_enum("stage", "all", ["all", "master", "finetune", "select"], "which step(s) to run")
 flags.DEFINE_string("shard", None, "i/n: run only fine-tune jobs i, i+n, ... (stage finetune)")
 flags.DEFINE_bool("allow_missing", False, "select with the fine-tune results there are, even if some are missing")
-flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() first (multi-host fine-tunes)")
+flags.DEFINE_bool("distributed", False, "join a multi-process job first (genet_jax.distributed; "
+                                      "multi-host fine-tunes)")
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -44,7 +44,7 @@ def main(argv) -> int:
     cli.setup_logging(quiet=("genet_jax.train",))
     logging.getLogger("absl").setLevel(logging.ERROR)  # orbax notes the trainer's extra checkpoint items
     if flags.FLAGS.distributed:  # importing genet_jax starts no JAX backend, so this still comes first
-        jax.distributed.initialize()
+        distributed.initialize()
     stage = flags.FLAGS.stage
     shard = parse_shard(flags.FLAGS.shard) if flags.FLAGS.shard else None
     if shard and stage not in ("all", "finetune"):

@@ -12,20 +12,20 @@ REPO = os.path.dirname(os.path.abspath(__file__))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-import jax  # noqa: E402
 
-from genet_jax import cli  # noqa: E402
+from genet_jax import cli, distributed  # noqa: E402
 from genet_jax.training.loop import train  # noqa: E402
 
 cli.define_config_file("config", os.path.join(REPO, "configs", "default.py"),
                        "training config file (a Python file with get_config())", lock_config=True)
-flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() first (multi-host; see README)")
+flags.DEFINE_bool("distributed", False, "join a multi-process job first (genet_jax.distributed: srun, mpirun, "
+                                      "a Kubernetes Job or python -m genet_jax.launch; see README)")
 
 
 def main(argv) -> int:
     cli.setup_logging()
     if flags.FLAGS.distributed:  # importing genet_jax starts no JAX backend, so this still comes first
-        jax.distributed.initialize()
+        distributed.initialize()
     final = train(flags.FLAGS.config)
     progress = f"step {final.step}/{final.total_steps}"
     print(f"{progress}: eval top-1 {final.top1:.4f}" if final.top1 is not None else progress)

@@ -19,18 +19,7 @@ from genet_jax.interop.model_checkpoint import load_model_checkpoint
 from genet_jax.training import optim, steps
 from genet_jax.training.config import ConfigError, validate_config
 from tests.conftest import REPO_ROOT
-
-TINY = json.dumps({"stem_width": 8, "stem_stride": 1, "final_width": 32, "num_classes": 10, "resolution": 16,
-                   "blocks": [{"block_type": "XX", "depth": 1, "width": 16, "stride": 2},
-                              {"block_type": "BL", "depth": 1, "width": 32, "stride": 2, "ratio": 0.25},
-                              {"block_type": "DW", "depth": 1, "width": 32, "stride": 1, "ratio": 3.0}]})
-
-
-def tiny_args(workdir, steps=12, **overrides):
-    args = {"workdir": str(workdir), "model": TINY, "resolution": 16, "batch_size": 16, "num_train_steps": steps,
-            "checkpoint.every_steps": 4, "log_every_steps": 2, "eval_every_epochs": 1000.0,
-            "progress_bar": False, "data.eval_batch_size": 64, "optim.warmup_epochs": 0.1, **overrides}
-    return [f"--config.{k}={v}" for k, v in args.items()]
+from tests.helpers import TINY, tiny_args
 
 
 def run_train(args, env=None, **kwargs):

@@ -1,4 +1,4 @@
-"""grain input pipelines: per-host sharding, seeded shuffling and augmentation, thread-parallel
+"""grain input pipelines: per-host rows of every global batch, seeded shuffling and augmentation, thread-parallel
 decoding, checkpointable iterator state, and prefetching onto the devices.
 
 Why grain: pure-Python random access with deterministic, resumable iterators (the data position
@@ -113,14 +113,57 @@ def _read_options(num_threads: int) -> grain.ReadOptions:
     return grain.ReadOptions(num_threads=max(1, num_threads), prefetch_buffer_size=max(8, 4 * num_threads))
 
 
+# An undecodable training image is replaced by the next decodable one of the global stream; give up
+# (a data error) after this many in a row.
+MAX_SUBSTITUTES = 64
+
+
+class GlobalBatchRows(grain.MapDataset):
+    """This host's rows of every global batch: host `index` of `count` takes rows
+    [index * b, (index + 1) * b) of each global batch of count * b consecutive examples of `parent`.
+    The examples in a global batch (and their augmentation, seeded by their global position) are
+    then a function of the seed and the global batch size only, not of the number of hosts. An
+    undecodable example (None) is replaced by the next decodable one, for the same reason."""
+
+    def __init__(self, parent: grain.MapDataset, per_host_batch: int, index: int, count: int):
+        super().__init__(parent)
+        self.per_host_batch, self.index, self.count = per_host_batch, index, count
+        self._length = len(parent) // count
+
+    def __len__(self) -> int:
+        return self._length
+
+    def global_index(self, local: int) -> int:
+        step, row = divmod(local, self.per_host_batch)
+        return (step * self.count + self.index) * self.per_host_batch + row
+
+    def __getitem__(self, local):
+        if isinstance(local, slice):
+            return self.slice(local)
+        position = self.global_index(local)
+        for offset in range(MAX_SUBSTITUTES):
+            example = self._parent[position + offset]
+            if example is not None:
+                return example
+        raise DataError(f"{MAX_SUBSTITUTES} training images in a row could not be decoded "
+                        f"(from position {position} of the shuffled stream); see the log for which")
+
+
 def train_dataset(source: Source, augment, size: int, per_host_batch: int, seed: int, num_threads: int,
                   skips: SkipCounter, policy=None) -> grain.IterDataset:
-    """Infinite, shuffled (a new permutation every epoch), augmented batches of this host's shard."""
-    ds = grain.MapDataset.source(source)[jax.process_index()::jax.process_count()]
-    ds = ds.shuffle(seed=seed).repeat()
+    """Infinite, shuffled (a new permutation every epoch), augmented batches: this host's rows of
+    every global batch (`GlobalBatchRows`), so the order is the same for any number of hosts."""
+    ds = grain.MapDataset.source(source).shuffle(seed=seed).repeat()
     ds = ds.random_map(TrainTransform(augment, size, skips, policy), seed=seed + 1)
-    ds = ds.filter(lambda example: example is not None)
+    ds = GlobalBatchRows(ds, per_host_batch, jax.process_index(), jax.process_count())
     return ds.to_iter_dataset(read_options=_read_options(num_threads)).batch(per_host_batch, drop_remainder=True)
+
+
+def train_data_state(step: int, per_host_batch: int) -> dict:
+    """The training iterator's position after `step` global batches, for any number of hosts (each
+    has taken `per_host_batch` examples of each global batch): how a checkpoint written by another
+    number of hosts resumes. (grain's state of `train_dataset`'s iterator: the next element index.)"""
+    return {"next_index": step * per_host_batch}
 
 
 def eval_batches(source: Source, size: int, crop_fraction: float, per_host_batch: int, num_threads: int,

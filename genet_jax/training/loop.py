@@ -105,13 +105,15 @@ def train(config: ml_collections.ConfigDict, sources: Optional[tuple[Source, Sou
     teacher_model, teacher_variables = load_teacher(config, spec, replicated)
     train_step = steps.jit_train_step(steps.make_train_step(model, tx, config, schedule, teacher_model), mesh)
     evaluator = Evaluator(model, config, mesh)
+    start_step = int(jax.device_get(state.step))
+    if data_state is None and start_step:  # saved by another number of hosts: the position is the step's
+        data_state = pipeline.train_data_state(start_step, plan.per_host_batch)
     skips = pipeline.SkipCounter(f"train {train_source.name}")
     batches = train_batches(config, train_source, spec.resolution, plan.per_host_batch, skips, data_state,
                             batch_sharding)
     train_key = jax.random.fold_in(base_key, TRAIN_KEY_STREAM)
 
     writer, stop = MetricWriter(workdir), SigtermStop()
-    start_step = int(jax.device_get(state.step))
     progress = tqdm(total=plan.total_steps, initial=start_step, disable=not config.progress_bar or jax.process_index(),
                     unit="step", dynamic_ncols=True)
     run = _Run(plan=plan, schedule=schedule, train_step=train_step, train_key=train_key,

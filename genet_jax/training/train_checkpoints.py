@@ -94,9 +94,11 @@ def _write_data_state(data_root: str, step: int, data_state: dict) -> None:
 
 
 def _read_data_state(data_root: str, step: int) -> Optional[dict]:
-    """This host's data iterator position saved with `step`, or None (none saved)."""
+    """This host's data iterator position saved with `step`, or None: none saved, or saved by another
+    number of hosts (the caller then derives it from the step: `pipeline.train_data_state`)."""
     path = _data_state_path(data_root, step)
-    if not os.path.isfile(path):
+    saved_by = os.listdir(os.path.dirname(path)) if os.path.isfile(path) else []
+    if len([name for name in saved_by if name.startswith("process_")]) != jax.process_count():
         return None
     with open(path) as f:
         return json.load(f)

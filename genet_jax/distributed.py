@@ -1,0 +1,55 @@
+"""Joining a multi-process JAX job (`--distributed` in train.py and search.py).
+
+JAX's own multi-controller runtime is the engine: `jax.distributed.initialize`. Where
+`python -m genet_jax.launch` started the processes, their coordinator, count and index come from the
+GENET_JAX_* variables it sets; anywhere else a bare `initialize()` lets JAX detect the cluster
+(Slurm job steps, Open MPI, Kubernetes, Cloud TPU) or read JAX_COORDINATOR_ADDRESS. On CPU devices
+the collectives run over gloo (JAX's default; JAX_CPU_COLLECTIVES_IMPLEMENTATION=mpi for MPI). A process that stops sending heartbeats (killed, its host lost) is
+declared dead after `heartbeat_timeout_seconds`, and the others stop with an error instead of
+waiting forever in a collective.
+"""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import jax
+
+from genet_jax.errors import InputError
+
+NUM_PROCESSES_ENV = "GENET_JAX_NUM_PROCESSES"
+PROCESS_ID_ENV = "GENET_JAX_PROCESS_ID"
+COORDINATOR_ENV = "JAX_COORDINATOR_ADDRESS"  # read by JAX itself too
+HEARTBEAT_TIMEOUT_SECONDS = 60  # JAX's default is 100 s; a lost host is noticed within a minute
+INITIALIZATION_TIMEOUT_SECONDS = 300
+
+
+class DistributedError(InputError, RuntimeError):
+    """A multi-process job that cannot start as configured; the message says what is missing."""
+
+
+def launched_processes() -> Optional[tuple[int, int]]:
+    """(num_processes, process_id) set by `python -m genet_jax.launch`, or None."""
+    if NUM_PROCESSES_ENV not in os.environ:
+        return None
+    try:
+        return int(os.environ[NUM_PROCESSES_ENV]), int(os.environ[PROCESS_ID_ENV])
+    except (KeyError, ValueError):
+        raise DistributedError(f"{NUM_PROCESSES_ENV} and {PROCESS_ID_ENV} must both be integers") from None
+
+
+def initialize(heartbeat_timeout_seconds: int = HEARTBEAT_TIMEOUT_SECONDS) -> None:
+    """Join the job: explicitly where the launcher set the process grid, else by JAX's cluster
+    auto-detection. Call before anything touches a JAX device."""
+    grid = launched_processes()
+    options = dict(initialization_timeout=INITIALIZATION_TIMEOUT_SECONDS,
+                   heartbeat_timeout_seconds=heartbeat_timeout_seconds)
+    try:
+        if grid is None:
+            jax.distributed.initialize(**options)
+        else:
+            num_processes, process_id = grid
+            jax.distributed.initialize(os.environ.get(COORDINATOR_ENV), num_processes, process_id, **options)
+    except ValueError as e:  # no cluster detected and nothing given
+        raise DistributedError(f"--distributed: {e} (run under srun / mpirun / a Kubernetes Job, set "
+                               f"{COORDINATOR_ENV}, or start the processes with python -m genet_jax.launch)") from None

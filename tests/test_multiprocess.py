@@ -1,0 +1,200 @@
+"""Multi-process training on JAX's distributed runtime, several processes on localhost with CPU
+devices and gloo collectives: a Slurm job step's environment and a bare `initialize()`, the
+launcher, 2 processes x 4 devices equal to 1 x 8, a kill -9 of one process, elastic resume on
+another number of processes, evaluation that counts every example once. Every test kills its
+children and has a deadline."""
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import grain
+import jax
+import numpy as np
+import pytest
+
+from genet_jax import launch
+from genet_jax.data.pipeline import GlobalBatchRows, train_data_state
+from genet_jax.interop.model_checkpoint import load_model_checkpoint
+from tests.conftest import REPO_ROOT
+from tests.helpers import tiny_args
+
+STEPS = 24
+GLOBAL_BATCH = 32
+DIGITS_TEST_EXAMPLES = 359  # odd: split over 2 hosts and 16-example batches, it divides evenly nowhere
+RUN_DEADLINE_SECONDS = 300
+SLURM_PORT_BASE, SLURM_PORT_SPAN = 65536 - 4096, 4096
+# Same global batches, same seed: parameters after 24 steps agree to float32 reduction-order noise
+# (the per-device partial sums are combined over gloo between processes, within XLA in one).
+PARAMS_TOLERANCE = 1e-4
+TRAIN = os.path.join(REPO_ROOT, "train.py")
+
+
+def run_args(workdir, **overrides):
+    return tiny_args(workdir, steps=STEPS, **{"batch_size": GLOBAL_BATCH, "checkpoint.every_steps": 4,
+                                              "data.eval_batch_size": 16, "seed": 5, **overrides})
+
+
+def devices_env(count: int) -> dict:
+    return {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": f"--xla_force_host_platform_device_count={count}"}
+
+
+def finish(processes, deadline=RUN_DEADLINE_SECONDS):
+    """Wait for every process (killing all at the deadline); their (code, stderr)."""
+    end = time.monotonic() + deadline
+    outputs = []
+    try:
+        for process in processes:
+            _, err = process.communicate(timeout=max(1.0, end - time.monotonic()))
+            outputs.append((process.returncode, err))
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+    return outputs
+
+
+def one_process(workdir, devices=8, **overrides):
+    process = subprocess.Popen([sys.executable, TRAIN, *run_args(workdir, **overrides)], cwd=REPO_ROOT,
+                               env=devices_env(devices), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ((code, err),) = finish([process])
+    assert code == 0, err[-3000:]
+
+
+def slurm_job_id() -> int:
+    """A job id whose coordinator port (JAX's Slurm detection: 61440 + id % 4096) is free now."""
+    for _ in range(100):
+        job_id = random.randrange(SLURM_PORT_SPAN)
+        with socket.socket() as s:
+            if s.connect_ex(("localhost", SLURM_PORT_BASE + job_id)) != 0:
+                return job_id
+    raise RuntimeError("no free port for the Slurm-style coordinator")
+
+
+def slurm_step(workdir, processes=2, devices=4):
+    """`srun --ntasks=2 python train.py --distributed` on one node, as its environment looks to each
+    task: a bare jax.distributed.initialize() finds the job from the SLURM_* variables."""
+    children, job_id = [], slurm_job_id()
+    for rank in range(processes):
+        env = {**devices_env(devices), "SLURM_JOB_ID": str(job_id), "SLURM_STEP_NODELIST": "localhost",
+               "SLURM_NTASKS": str(processes), "SLURM_STEP_NUM_NODES": "1", "SLURM_PROCID": str(rank),
+               "SLURM_LOCALID": str(rank)}
+        children.append(subprocess.Popen([sys.executable, TRAIN, *run_args(workdir), "--distributed"], cwd=REPO_ROOT,
+                                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    for code, err in finish(children):
+        assert code == 0, err[-3000:]
+
+
+def launch_command(workdir, processes=2, devices=4):
+    return [sys.executable, "-m", "genet_jax.launch", "--processes", str(processes), "--devices-per-process",
+            str(devices), "--grace", "20", "--", TRAIN, *run_args(workdir)]
+
+
+def params(workdir):
+    return jax.tree_util.tree_leaves(load_model_checkpoint(workdir).variables)
+
+
+def metrics(workdir):
+    with open(os.path.join(workdir, "metrics.json")) as f:
+        return json.load(f)
+
+
+def assert_same_training(a, b, exact=False):
+    ma, mb = metrics(a), metrics(b)
+    assert ma["step"] == mb["step"] == STEPS
+    assert ma["eval"]["count"] == mb["eval"]["count"] == DIGITS_TEST_EXAMPLES
+    assert ma["eval"]["top1"] == mb["eval"]["top1"] and ma["eval"]["top5"] == mb["eval"]["top5"]
+    assert ma["eval"]["loss"] == pytest.approx(mb["eval"]["loss"], rel=PARAMS_TOLERANCE)
+    for x, y in zip(params(a), params(b)):
+        if exact:
+            assert np.array_equal(x, y)
+        else:
+            np.testing.assert_allclose(x, y, atol=PARAMS_TOLERANCE, rtol=PARAMS_TOLERANCE)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """1 process x 8 devices, uninterrupted."""
+    workdir = tmp_path_factory.mktemp("one_by_eight") / "run"
+    one_process(workdir)
+    return workdir
+
+
+@pytest.mark.slow
+def test_slurm_step_of_two_by_four_equals_one_by_eight(reference, tmp_path):
+    workdir = tmp_path / "slurm"
+    slurm_step(workdir)
+    assert_same_training(workdir, reference)
+    assert sorted(os.listdir(workdir / "data_state" / str(STEPS))) == ["process_0.json", "process_1.json"]
+    events = [name for name in os.listdir(workdir / "tensorboard") if "tfevents" in name]
+    assert len(events) == 1  # written once, by process 0
+
+
+@pytest.mark.slow
+def test_kill_9_of_one_process_then_rerun_and_resume_on_one_process(reference, tmp_path):
+    workdir = tmp_path / "killed"
+    job = subprocess.Popen(launch_command(workdir), cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, start_new_session=True)
+    try:
+        checkpoints, deadline = workdir / "checkpoints", time.monotonic() + RUN_DEADLINE_SECONDS
+        while time.monotonic() < deadline and job.poll() is None:
+            done = [int(d) for d in os.listdir(checkpoints) if d.isdigit()] if checkpoints.is_dir() else []
+            if any(step >= 8 for step in done):
+                break
+            time.sleep(0.05)
+        assert job.poll() is None, "the job finished before it could be killed"
+        children = subprocess.run(["pgrep", "-P", str(job.pid)], capture_output=True, text=True).stdout.split()
+        assert len(children) == 2
+        os.kill(int(max(children, key=int)), signal.SIGKILL)  # process 1
+        _, err = job.communicate(timeout=RUN_DEADLINE_SECONDS)  # the others must not hang
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+    assert job.returncode != 0 and "was killed by signal 9; stopping the others" in err
+    steps_at_kill = sorted(int(d) for d in os.listdir(checkpoints) if d.isdigit())
+    assert steps_at_kill and max(steps_at_kill) < STEPS
+
+    elastic = tmp_path / "elastic"
+    subprocess.run(["cp", "-r", str(workdir), str(elastic)], check=True)
+    rerun = subprocess.run(launch_command(workdir), cwd=REPO_ROOT, capture_output=True, text=True,
+                           timeout=RUN_DEADLINE_SECONDS)
+    assert rerun.returncode == 0 and "resuming from" in rerun.stderr, rerun.stderr[-3000:]
+    assert_same_training(workdir, reference)
+    one_process(elastic)  # the 2-process checkpoint resumed by 1 process x 8 devices
+    assert_same_training(elastic, reference)
+
+
+@pytest.mark.parametrize("hosts", [1, 2, 4])
+def test_hosts_take_disjoint_rows_that_cover_every_global_batch(hosts):
+    stream = grain.MapDataset.range(10_000)
+    global_batch, per_host = 8, 8 // hosts
+    views = [GlobalBatchRows(stream, per_host, index, hosts) for index in range(hosts)]
+    for step in range(3):
+        rows = [views[h][step * per_host + r] for h in range(hosts) for r in range(per_host)]
+        assert rows == list(range(step * global_batch, (step + 1) * global_batch))
+
+
+def test_an_undecodable_example_is_replaced_by_the_next_decodable_one():
+    stream = grain.MapDataset.range(100).map(lambda i: None if i in (2, 3) else i)
+    view = GlobalBatchRows(stream, 4, 0, 1)
+    assert [view[i] for i in range(6)] == [0, 1, 4, 4, 4, 5]
+    assert train_data_state(step=7, per_host_batch=16) == {"next_index": 112}
+
+
+def test_distributed_without_a_cluster_or_launcher_is_one_line(tmp_path):
+    env = {k: v for k, v in devices_env(1).items() if not k.startswith(("SLURM_", "OMPI_", "KUBERNETES_", "JAX_COORD"))}
+    done = subprocess.run([sys.executable, TRAIN, *run_args(tmp_path), "--distributed"], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=RUN_DEADLINE_SECONDS)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and "--distributed" in lines[0], done.stderr[-2000:]
+
+
+def test_launcher_usage_errors(capsys):
+    for argv, message in [([], "give the command after --"), (["--processes", "0", "--", "train.py"], ">= 1")]:
+        with pytest.raises(SystemExit) as exited:
+            launch.main(argv if argv else ["--processes", "2"])
+        assert exited.value.code == 2 and message in capsys.readouterr().err
