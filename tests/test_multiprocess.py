@@ -168,6 +168,32 @@ def test_kill_9_of_one_process_then_rerun_and_resume_on_one_process(reference, t
     assert_same_training(elastic, reference)
 
 
+@pytest.mark.slow
+def test_sigterm_to_every_process_stops_them_at_one_step_and_saves(tmp_path):
+    """A preemption: the scheduler's SIGTERM reaches the processes at different moments; they agree
+    on one step (the next log step), save together and exit 0."""
+    workdir = tmp_path / "preempted"
+    command = launch_command(workdir)[:-len(run_args(workdir))] + run_args(
+        workdir, num_train_steps=100_000, **{"checkpoint.every_steps": 100_000})
+    job = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True)
+    try:
+        tensorboard, deadline = workdir / "tensorboard", time.monotonic() + RUN_DEADLINE_SECONDS
+        while time.monotonic() < deadline and not (tensorboard.is_dir() and any(
+                os.path.getsize(tensorboard / name) > 200 for name in os.listdir(tensorboard))):
+            time.sleep(0.2)
+        job.send_signal(signal.SIGTERM)  # the launcher passes it to every process
+        _, err = job.communicate(timeout=RUN_DEADLINE_SECONDS)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+    assert job.returncode == 0, err[-3000:]
+    result = metrics(workdir)
+    assert result["interrupted"] and 0 < result["step"] < 100_000
+    assert load_model_checkpoint(workdir).step == result["step"]
+    assert sorted(os.listdir(workdir / "data_state" / str(result["step"]))) == ["process_0.json", "process_1.json"]
+
+
 @pytest.mark.parametrize("hosts", [1, 2, 4])
 def test_hosts_take_disjoint_rows_that_cover_every_global_batch(hosts):
     stream = grain.MapDataset.range(10_000)

@@ -12,6 +12,8 @@ from typing import Iterator
 
 import jax
 import ml_collections
+import numpy as np
+from jax.experimental import multihost_utils
 
 from genet_jax.training.config import ConfigError
 
@@ -109,6 +111,17 @@ class SigtermStop:
     def _handle(self, signum, frame):
         log.warning("SIGTERM received: saving a checkpoint, then exiting")
         self.requested = True
+
+    def should_stop(self, sync_point: bool) -> bool:
+        """Whether to save and stop after this step. One process: as soon as a SIGTERM came. Several:
+        only at sync points (the loop's log steps, which wait for the devices anyway), and then if
+        any process got one: all stop after the same step and save together (a scheduler's SIGTERM
+        reaches them at different moments)."""
+        if jax.process_count() == 1:
+            return self.requested
+        if not sync_point:
+            return False
+        return bool(np.max(multihost_utils.process_allgather(np.int32(self.requested))))
 
     def restore(self) -> None:
         """Put back the handler that was there before."""

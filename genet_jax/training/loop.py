@@ -159,7 +159,8 @@ def _train_steps(run: _Run, state: steps.TrainState, step: int) -> tuple[steps.T
         if run.plan.is_log_step(step):
             _log_train_metrics(run, state, step, metrics)
         is_eval = run.plan.is_eval_step(step)
-        is_save = run.plan.is_save_step(step, run.stop.requested)
+        stopping = run.stop.should_stop(sync_point=run.plan.is_log_step(step))
+        is_save = run.plan.is_save_step(step, stopping)
         if is_save:
             jax.block_until_ready(state.step)  # the steps dispatched so far count as training time
         with run.throughput.paused():
@@ -167,7 +168,7 @@ def _train_steps(run: _Run, state: steps.TrainState, step: int) -> tuple[steps.T
                 eval_metrics = _evaluate(run, state, step)
             if is_save:
                 _save(run, state, step, eval_metrics if is_eval else None)
-        if run.stop.requested:
+        if stopping:
             break
     return state, eval_metrics
 
