@@ -6,6 +6,7 @@ children and has a deadline."""
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -20,8 +21,10 @@ import pytest
 from genet_jax import launch
 from genet_jax.data.pipeline import GlobalBatchRows, train_data_state
 from genet_jax.interop.model_checkpoint import load_model_checkpoint
+from genet_jax.nas import store
 from tests.conftest import REPO_ROOT
 from tests.helpers import tiny_args
+from tests.nas_helpers import TINY_SEARCH_CONFIG
 
 STEPS = 24
 GLOBAL_BATCH = 32
@@ -192,6 +195,33 @@ def test_sigterm_to_every_process_stops_them_at_one_step_and_saves(tmp_path):
     assert result["interrupted"] and 0 < result["step"] < 100_000
     assert load_model_checkpoint(workdir).step == result["step"]
     assert sorted(os.listdir(workdir / "data_state" / str(result["step"]))) == ["process_0.json", "process_1.json"]
+
+
+@pytest.mark.slow
+def test_a_multi_process_fine_tune_stage_equals_one_process(tmp_path):
+    """LLR-NAS fine-tunes with --distributed: every perturbation trained by 2 processes x 2 devices
+    together gives the accuracies 1 process x 4 devices gives, from the same MasterNet."""
+    config = tmp_path / "tiny_search.py"
+    config.write_text(TINY_SEARCH_CONFIG)
+    search = [os.path.join(REPO_ROOT, "search.py"), f"--config={config}"]
+    single, multi = tmp_path / "single", tmp_path / "multi"
+    done = subprocess.run([sys.executable, *search, f"--config.workdir={single}", "--stage=master"], cwd=REPO_ROOT,
+                          env=devices_env(4), capture_output=True, text=True, timeout=RUN_DEADLINE_SECONDS)
+    assert done.returncode == 0, done.stderr[-3000:]
+    multi.mkdir()
+    shutil.copy(single / "master.json", multi)
+    shutil.copytree(single / "masternet", multi / "masternet")
+    done = subprocess.run([sys.executable, *search, f"--config.workdir={single}", "--stage=finetune"], cwd=REPO_ROOT,
+                          env=devices_env(4), capture_output=True, text=True, timeout=RUN_DEADLINE_SECONDS)
+    assert done.returncode == 0, done.stderr[-3000:]
+    done = subprocess.run([sys.executable, "-m", "genet_jax.launch", "--processes", "2", "--devices-per-process", "2",
+                           "--", *search, f"--config.workdir={multi}", "--stage=finetune"], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=RUN_DEADLINE_SECONDS)
+    assert done.returncode == 0 and "fine-tunes run now: 5" in done.stdout, done.stderr[-3000:]
+    one, two = store.load_results(str(single / "results")), store.load_results(str(multi / "results"))
+    assert sorted(one) == sorted(two) and len(one) == 5
+    for key in one:
+        assert two[key]["accuracy"] == pytest.approx(one[key]["accuracy"], abs=1e-6)
 
 
 @pytest.mark.parametrize("hosts", [1, 2, 4])

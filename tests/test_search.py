@@ -14,51 +14,15 @@ import pytest
 from genet_jax.nas import store
 from genet_jax.nas.store import read_json
 from tests.conftest import REPO_ROOT
+from tests.nas_helpers import TINY_SEARCH_CONFIG
 
-CONFIG = '''
-import json
-from configs.default import get_config as digits_config
-from configs.search.common import search_config
-
-def get_config():
-    t = digits_config()
-    t.model = json.dumps({"stem_width": 8, "stem_stride": 2, "final_width": 32, "num_classes": 10,
-                          "resolution": 16, "blocks": [
-                              {"block_type": "XX", "depth": 1, "width": 16, "stride": 2},
-                              {"block_type": "BL", "depth": 1, "width": 16, "stride": 2, "ratio": 0.5}]})
-    t.resolution = -1
-    t.num_epochs = 1.0
-    t.batch_size = 32
-    t.data.holdout_size = 300
-    t.data.eval_batch_size = 100
-    t.progress_bar = False
-    t.checkpoint.async_save = False
-    c = search_config(t)
-    c.perturbations_per_block = 2
-    c.finetune.num_train_steps = 4
-    c.latency.dtype = "float32"
-    c.latency.batch = 8
-    c.latency.runs = 3
-    c.latency.warmup = 1
-    c.latency.grid_points = 2
-    c.latency.line_points = 0
-    c.latency.calibration_probes = 2
-    c.latency.validation_probes = 2
-    c.selection.budget_ms = -1.0
-    c.selection.budget_master_fraction = 1.3  # tiny nets time within noise of each other
-    c.selection.num_candidates = 1000
-    c.selection.top_k = 2
-    c.selection.resolutions = (16,)
-    c.final.num_train_steps = 3
-    return c
-'''
 NUM_JOBS = 5  # the baseline (the MasterNet under the fine-tune schedule) + 2 per super-block
 
 
 @pytest.fixture
 def config_file(tmp_path):
     path = tmp_path / "tiny_search.py"
-    path.write_text(CONFIG)
+    path.write_text(TINY_SEARCH_CONFIG)
     return str(path)
 
 
