@@ -111,7 +111,12 @@ class TorchGENet(nn.Module):
 
     def fold_bn(self) -> "TorchGENet":
         """BN-folded inference: every conv absorbs its BN (call in eval mode)."""
-        for module in list(self.modules()):
-            if isinstance(module, TorchConvBN):
-                module.fold_bn()
-        return self
+        return fold_bn(self)
+
+
+def fold_bn(module: nn.Module) -> nn.Module:
+    """Fold the BN of every TorchConvBN in `module` (the network or any part of it, in eval mode)."""
+    for layer in list(module.modules()):
+        if isinstance(layer, TorchConvBN):
+            layer.fold_bn()
+    return module

@@ -10,7 +10,7 @@ from typing import Any, Optional, Union
 from genet_jax.interop.onnx_runtime import CPU_PROVIDER
 from genet_jax.latency.onnxruntime_probe import probe_onnxruntime
 from genet_jax.latency.probes import LatencyResult, probe_latency
-from genet_jax.latency.timing import ENGINES, ONNXRUNTIME_DTYPES, PAPER_RUNS
+from genet_jax.latency.timing import ENGINES, PAPER_RUNS
 
 
 def probe_on(engine: str, arch: Union[str, Any], batch: int = 64, resolution: Optional[int] = None,
@@ -18,14 +18,13 @@ def probe_on(engine: str, arch: Union[str, Any], batch: int = 64, resolution: Op
              warmup: Optional[int] = None, rounds: Optional[int] = None, provider: Optional[str] = None,
              variables: Optional[dict] = None, name: Optional[str] = None) -> LatencyResult:
     """Latency of a network on `engine`. ONNX Runtime runs the network as exported (BN folded;
-    float32 or float16 weights), so `fold_bn`, `conv_impl` and `variables` are JAX's alone."""
+    float32 or float16 weights; ProbeSettings rejects another dtype), so `fold_bn`, `conv_impl` and
+    `variables` are JAX's alone."""
     if engine == "jax":
         return probe_latency(arch, batch, resolution, dtype, fold_bn, conv_impl, runs, warmup,
                              variables=variables, name=name, rounds=rounds)
     if engine != "onnxruntime":
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
-    if dtype not in ONNXRUNTIME_DTYPES:
-        raise ValueError(f"the onnxruntime engine runs {' or '.join(ONNXRUNTIME_DTYPES)} models, not {dtype}")
     return probe_onnxruntime(arch, batch, resolution, dtype, runs, warmup, rounds=rounds, provider=provider,
                              name=name)
 

@@ -68,10 +68,9 @@ def open_context(config: ml_collections.ConfigDict) -> SearchContext:
 
 def probe_settings(lat) -> ProbeSettings:
     """The resolved probe settings of `config.latency`; a bad value is a SearchError naming the field."""
-    engine, provider = lat.get("engine", "jax"), lat.get("provider", None)
-    try:
+    try:  # resolved: the provider is dropped for the jax engine
         settings = ProbeSettings(lat.batch, lat.dtype, lat.conv_impl, lat.runs, lat.warmup, lat.trim, lat.rounds,
-                                 engine=engine, provider=provider if engine == "onnxruntime" else None).resolved()
+                                 engine=lat.get("engine", "jax"), provider=lat.get("provider", None)).resolved()
     except ValueError as e:
         raise SearchError(f"config.latency: {e}") from None
     if settings.engine == "onnxruntime":

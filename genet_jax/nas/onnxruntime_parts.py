@@ -19,7 +19,7 @@ FEATURE = 'LLR-NAS with latency.engine = "onnxruntime"'
 def torch_part(part, in_channels: int):
     """The torch module of a latency-table part (nas.latency_table's `_Layer` or `_Tail`), BN folded."""
     require("torch", FEATURE)
-    from genet_jax.interop.torch_model import TorchConvBN, TorchResidualUnit, TorchTail  # imports torch
+    from genet_jax.interop.torch_model import TorchConvBN, TorchResidualUnit, TorchTail, fold_bn  # imports torch
 
     if hasattr(part, "final_width"):
         module = TorchTail(in_channels, part.final_width, part.num_classes)
@@ -27,11 +27,7 @@ def torch_part(part, in_channels: int):
         module = TorchConvBN(in_channels, *part.stem)
     else:
         module = TorchResidualUnit(part.unit)
-    module.eval()
-    for layer in module.modules():
-        if isinstance(layer, TorchConvBN):
-            layer.fold_bn()
-    return module
+    return fold_bn(module.eval())
 
 
 def time_part_onnxruntime(part, input_shape: Sequence[int], settings: ProbeSettings) -> float:
