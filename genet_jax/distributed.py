@@ -4,9 +4,12 @@ JAX's own multi-controller runtime is the engine: `jax.distributed.initialize`. 
 `python -m genet_jax.launch` started the processes, their coordinator, count and index come from the
 GENET_JAX_* variables it sets; anywhere else a bare `initialize()` lets JAX detect the cluster
 (Slurm job steps, Open MPI, Kubernetes, Cloud TPU) or read JAX_COORDINATOR_ADDRESS. On CPU devices
-the collectives run over gloo (JAX's default; JAX_CPU_COLLECTIVES_IMPLEMENTATION=mpi for MPI). A process that stops sending heartbeats (killed, its host lost) is
-declared dead after `heartbeat_timeout_seconds`, and the others stop with an error instead of
-waiting forever in a collective.
+the collectives run over gloo (JAX's default; JAX_CPU_COLLECTIVES_IMPLEMENTATION=mpi for MPI).
+
+A process that stops sending heartbeats (killed, its host lost) is declared dead after the heartbeat
+timeout (GENET_JAX_HEARTBEAT_SECONDS, default 60); JAX then aborts every other process with "the JAX
+distributed service detected fatal errors ... another task died" instead of letting it wait forever
+in a collective, and the same command again resumes from the last complete checkpoint.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from genet_jax.errors import InputError
 NUM_PROCESSES_ENV = "GENET_JAX_NUM_PROCESSES"
 PROCESS_ID_ENV = "GENET_JAX_PROCESS_ID"
 COORDINATOR_ENV = "JAX_COORDINATOR_ADDRESS"  # read by JAX itself too
+HEARTBEAT_ENV = "GENET_JAX_HEARTBEAT_SECONDS"
 HEARTBEAT_TIMEOUT_SECONDS = 60  # JAX's default is 100 s; a lost host is noticed within a minute
 INITIALIZATION_TIMEOUT_SECONDS = 300
 
@@ -38,12 +42,18 @@ def launched_processes() -> Optional[tuple[int, int]]:
         raise DistributedError(f"{NUM_PROCESSES_ENV} and {PROCESS_ID_ENV} must both be integers") from None
 
 
-def initialize(heartbeat_timeout_seconds: int = HEARTBEAT_TIMEOUT_SECONDS) -> None:
+def heartbeat_timeout() -> int:
+    text = os.environ.get(HEARTBEAT_ENV, str(HEARTBEAT_TIMEOUT_SECONDS))
+    if not text.isdigit() or int(text) < 1:
+        raise DistributedError(f"{HEARTBEAT_ENV} must be a whole number of seconds >= 1, got {text!r}")
+    return int(text)
+
+
+def initialize() -> None:
     """Join the job: explicitly where the launcher set the process grid, else by JAX's cluster
     auto-detection. Call before anything touches a JAX device."""
     grid = launched_processes()
-    options = dict(initialization_timeout=INITIALIZATION_TIMEOUT_SECONDS,
-                   heartbeat_timeout_seconds=heartbeat_timeout_seconds)
+    options = dict(initialization_timeout=INITIALIZATION_TIMEOUT_SECONDS, heartbeat_timeout_seconds=heartbeat_timeout())
     try:
         if grid is None:
             jax.distributed.initialize(**options)

@@ -83,8 +83,8 @@ def supervise(children: Sequence[subprocess.Popen], grace: float) -> int:
     while True:
         codes = [child.poll() for child in children]
         failed = [(i, code) for i, code in enumerate(codes) if code not in (None, 0)]
-        if failed:
-            index, code = failed[0]
+        if failed:  # a killed process is the likelier cause of the others' errors: name it first
+            index, code = min(failed, key=lambda failure: (failure[1] > 0, failure[0]))
             how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
             print(f"genet_jax.launch: process {index} {how}; stopping the others", file=sys.stderr, flush=True)
             stop(children, grace)

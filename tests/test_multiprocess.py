@@ -18,7 +18,7 @@ import jax
 import numpy as np
 import pytest
 
-from genet_jax import launch
+from genet_jax import distributed, launch
 from genet_jax.data.pipeline import GlobalBatchRows, train_data_state
 from genet_jax.interop.model_checkpoint import load_model_checkpoint
 from genet_jax.nas import store
@@ -34,6 +34,9 @@ SLURM_PORT_BASE, SLURM_PORT_SPAN = 65536 - 4096, 4096
 # Same global batches, same seed: parameters after 24 steps agree to float32 reduction-order noise
 # (the per-device partial sums are combined over gloo between processes, within XLA in one).
 PARAMS_TOLERANCE = 1e-4
+LOST_HOST_HEARTBEAT_SECONDS = 10  # measured: the survivor aborts ~7 s after the kill
+LOST_HOST_DEADLINE_SECONDS = 60
+PERTURBATIONS_PER_BLOCK = 1  # 3 fine-tunes of the 2-block tiny MasterNet: 2 for shard 0, 1 for shard 1
 TRAIN = os.path.join(REPO_ROOT, "train.py")
 
 
@@ -78,7 +81,7 @@ def slurm_job_id() -> int:
     raise RuntimeError("no free port for the Slurm-style coordinator")
 
 
-def slurm_step(workdir, processes=2, devices=4):
+def start_slurm_step(workdir, processes=2, devices=4, heartbeat_seconds=None, **overrides):
     """`srun --ntasks=2 python train.py --distributed` on one node, as its environment looks to each
     task: a bare jax.distributed.initialize() finds the job from the SLURM_* variables."""
     children, job_id = [], slurm_job_id()
@@ -86,10 +89,24 @@ def slurm_step(workdir, processes=2, devices=4):
         env = {**devices_env(devices), "SLURM_JOB_ID": str(job_id), "SLURM_STEP_NODELIST": "localhost",
                "SLURM_NTASKS": str(processes), "SLURM_STEP_NUM_NODES": "1", "SLURM_PROCID": str(rank),
                "SLURM_LOCALID": str(rank)}
-        children.append(subprocess.Popen([sys.executable, TRAIN, *run_args(workdir), "--distributed"], cwd=REPO_ROOT,
-                                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    for code, err in finish(children):
-        assert code == 0, err[-3000:]
+        if heartbeat_seconds:
+            env[distributed.HEARTBEAT_ENV] = str(heartbeat_seconds)
+        children.append(subprocess.Popen([sys.executable, TRAIN, *run_args(workdir, **overrides), "--distributed"],
+                                         cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                         text=True))
+    return children
+
+
+def wait_for(condition, what, deadline=RUN_DEADLINE_SECONDS):
+    end = time.monotonic() + deadline
+    while not condition():
+        assert time.monotonic() < end, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def checkpoint_steps(workdir):
+    checkpoints = workdir / "checkpoints"
+    return sorted(int(d) for d in os.listdir(checkpoints) if d.isdigit()) if checkpoints.is_dir() else []
 
 
 def launch_command(workdir, processes=2, devices=4):
@@ -130,7 +147,8 @@ def reference(tmp_path_factory):
 @pytest.mark.slow
 def test_slurm_step_of_two_by_four_equals_one_by_eight(reference, tmp_path):
     workdir = tmp_path / "slurm"
-    slurm_step(workdir)
+    for code, err in finish(start_slurm_step(workdir)):
+        assert code == 0, err[-3000:]
     assert_same_training(workdir, reference)
     assert sorted(os.listdir(workdir / "data_state" / str(STEPS))) == ["process_0.json", "process_1.json"]
     events = [name for name in os.listdir(workdir / "tensorboard") if "tfevents" in name]
@@ -138,28 +156,26 @@ def test_slurm_step_of_two_by_four_equals_one_by_eight(reference, tmp_path):
 
 
 @pytest.mark.slow
-def test_kill_9_of_one_process_then_rerun_and_resume_on_one_process(reference, tmp_path):
+def test_a_lost_host_stops_the_others_then_a_rerun_resumes_on_two_or_one_processes(reference, tmp_path):
+    """kill -9 of one task of a Slurm step (no launcher): the survivor stops within the heartbeat
+    timeout instead of hanging in a collective; the same job again (through the launcher) resumes
+    and ends where the uninterrupted run ends, and so does 1 process x 8 devices from the 2-process
+    checkpoint (elastic resume after losing a node)."""
     workdir = tmp_path / "killed"
-    job = subprocess.Popen(launch_command(workdir), cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True, start_new_session=True)
+    children = start_slurm_step(workdir, heartbeat_seconds=LOST_HOST_HEARTBEAT_SECONDS)
     try:
-        checkpoints, deadline = workdir / "checkpoints", time.monotonic() + RUN_DEADLINE_SECONDS
-        while time.monotonic() < deadline and job.poll() is None:
-            done = [int(d) for d in os.listdir(checkpoints) if d.isdigit()] if checkpoints.is_dir() else []
-            if any(step >= 8 for step in done):
-                break
-            time.sleep(0.05)
-        assert job.poll() is None, "the job finished before it could be killed"
-        children = subprocess.run(["pgrep", "-P", str(job.pid)], capture_output=True, text=True).stdout.split()
-        assert len(children) == 2
-        os.kill(int(max(children, key=int)), signal.SIGKILL)  # process 1
-        _, err = job.communicate(timeout=RUN_DEADLINE_SECONDS)  # the others must not hang
+        wait_for(lambda: any(step >= 8 for step in checkpoint_steps(workdir)) or children[0].poll() is not None,
+                 "a checkpoint")
+        assert children[0].poll() is None, "the job finished before it could be killed"
+        children[1].kill()
+        lost_at = time.monotonic()
+        (code, err), _ = finish(children, deadline=LOST_HOST_DEADLINE_SECONDS)
     finally:
-        if job.poll() is None:
-            os.killpg(job.pid, signal.SIGKILL)
-    assert job.returncode != 0 and "was killed by signal 9; stopping the others" in err
-    steps_at_kill = sorted(int(d) for d in os.listdir(checkpoints) if d.isdigit())
-    assert steps_at_kill and max(steps_at_kill) < STEPS
+        for child in children:
+            child.kill()
+    assert code != 0 and "another task died" in err, err[-3000:]
+    assert time.monotonic() - lost_at < LOST_HOST_DEADLINE_SECONDS
+    assert 0 < max(checkpoint_steps(workdir)) < STEPS
 
     elastic = tmp_path / "elastic"
     subprocess.run(["cp", "-r", str(workdir), str(elastic)], check=True)
@@ -169,6 +185,28 @@ def test_kill_9_of_one_process_then_rerun_and_resume_on_one_process(reference, t
     assert_same_training(workdir, reference)
     one_process(elastic)  # the 2-process checkpoint resumed by 1 process x 8 devices
     assert_same_training(elastic, reference)
+
+
+LAUNCHED_CHILD = """
+import os, signal, sys, time
+if os.environ["GENET_JAX_PROCESS_ID"] == "1":
+    time.sleep(0.5)
+    os.kill(os.getpid(), signal.SIGKILL)
+signal.signal(signal.SIGTERM, lambda *_: (print("stopped by SIGTERM", flush=True), sys.exit(0)))
+time.sleep(60)
+"""
+
+
+def test_the_launcher_stops_the_others_when_one_process_is_killed(tmp_path):
+    script = tmp_path / "child.py"
+    script.write_text(LAUNCHED_CHILD)
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "genet_jax.launch", "--processes", "3", "--grace", "20", "--",
+                           str(script)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 128 + signal.SIGKILL, done.stderr
+    assert "process 1 was killed by signal 9; stopping the others" in done.stderr
+    assert "[0] stopped by SIGTERM" in done.stdout and "[2] stopped by SIGTERM" in done.stdout
+    assert time.monotonic() - started < 30
 
 
 @pytest.mark.slow
@@ -197,29 +235,52 @@ def test_sigterm_to_every_process_stops_them_at_one_step_and_saves(tmp_path):
     assert sorted(os.listdir(workdir / "data_state" / str(result["step"]))) == ["process_0.json", "process_1.json"]
 
 
+def search_job(config, workdir, *args, processes=None, devices=2):
+    command = [os.path.join(REPO_ROOT, "search.py"), f"--config={config}", f"--config.workdir={workdir}",
+               f"--config.perturbations_per_block={PERTURBATIONS_PER_BLOCK}", *args]
+    if processes:
+        command = ["-m", "genet_jax.launch", "--processes", str(processes), "--devices-per-process", str(devices),
+                   "--grace", "5", "--", *command]
+    return subprocess.Popen([sys.executable, *command], cwd=REPO_ROOT, env=devices_env(devices), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+
+
+def search_stage(config, workdir, *args, **launch):
+    ((code, err),) = finish([search_job(config, workdir, *args, **launch)])
+    assert code == 0, err[-3000:]
+
+
 @pytest.mark.slow
-def test_a_multi_process_fine_tune_stage_equals_one_process(tmp_path):
-    """LLR-NAS fine-tunes with --distributed: every perturbation trained by 2 processes x 2 devices
-    together gives the accuracies 1 process x 4 devices gives, from the same MasterNet."""
+def test_sharded_multi_process_fine_tunes_resume_after_a_kill_and_equal_one_process(tmp_path):
+    """LLR-NAS fine-tunes shared by two jobs (--shard 0/2 and 1/2), each 2 processes x 2 devices
+    (--distributed), running at once; one loses a process after its first result and is run
+    again. Every perturbation's accuracy equals the one a single 1 x 4 process gives."""
     config = tmp_path / "tiny_search.py"
     config.write_text(TINY_SEARCH_CONFIG)
-    search = [os.path.join(REPO_ROOT, "search.py"), f"--config={config}"]
     single, multi = tmp_path / "single", tmp_path / "multi"
-    done = subprocess.run([sys.executable, *search, f"--config.workdir={single}", "--stage=master"], cwd=REPO_ROOT,
-                          env=devices_env(4), capture_output=True, text=True, timeout=RUN_DEADLINE_SECONDS)
-    assert done.returncode == 0, done.stderr[-3000:]
+    search_stage(config, single, "--stage=master", devices=4)
     multi.mkdir()
     shutil.copy(single / "master.json", multi)
     shutil.copytree(single / "masternet", multi / "masternet")
-    done = subprocess.run([sys.executable, *search, f"--config.workdir={single}", "--stage=finetune"], cwd=REPO_ROOT,
-                          env=devices_env(4), capture_output=True, text=True, timeout=RUN_DEADLINE_SECONDS)
-    assert done.returncode == 0, done.stderr[-3000:]
-    done = subprocess.run([sys.executable, "-m", "genet_jax.launch", "--processes", "2", "--devices-per-process", "2",
-                           "--", *search, f"--config.workdir={multi}", "--stage=finetune"], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=RUN_DEADLINE_SECONDS)
-    assert done.returncode == 0 and "fine-tunes run now: 5" in done.stdout, done.stderr[-3000:]
+    jobs = [search_job(config, multi, "--stage=finetune", f"--shard={i}/2", processes=2) for i in range(2)]
+    first_shard = multi / "results" / os.path.basename(store.shard_file("", 0, 2))
+    try:
+        wait_for(lambda: first_shard.is_file() and first_shard.stat().st_size > 0 or jobs[0].poll() is not None,
+                 "the first fine-tune result")
+        assert jobs[0].poll() is None, "shard 0 finished before it could be killed"
+        children = subprocess.run(["pgrep", "-P", str(jobs[0].pid)], capture_output=True, text=True).stdout.split()
+        os.kill(int(max(children, key=int)), signal.SIGKILL)  # process 1 of shard 0
+        (killed, err), (other, other_err) = finish(jobs)
+    finally:
+        for job in jobs:
+            if job.poll() is None:
+                os.killpg(job.pid, signal.SIGKILL)
+    assert killed != 0 and "was killed by signal 9" in err, err[-3000:]
+    assert other == 0, other_err[-3000:]
+    search_stage(config, multi, "--stage=finetune", "--shard=0/2", processes=2)
+    search_stage(config, single, "--stage=finetune", devices=4)
     one, two = store.load_results(str(single / "results")), store.load_results(str(multi / "results"))
-    assert sorted(one) == sorted(two) and len(one) == 5
+    assert sorted(one) == sorted(two) and len(one) == 1 + 2 * PERTURBATIONS_PER_BLOCK  # the master itself too
     for key in one:
         assert two[key]["accuracy"] == pytest.approx(one[key]["accuracy"], abs=1e-6)
 
