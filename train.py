@@ -28,7 +28,11 @@ def main(argv) -> int:
         distributed.initialize()
     final = train(flags.FLAGS.config)
     progress = f"step {final.step}/{final.total_steps}"
-    print(f"{progress}: eval top-1 {final.top1:.4f}" if final.top1 is not None else progress)
+    if final.eval_ema:
+        progress += f": eval top-1 {final.top1:.4f}, EMA weights {final.eval_ema['top1']:.4f}"
+    elif final.top1 is not None:
+        progress += f": eval top-1 {final.top1:.4f}"
+    print(progress)
     print(f"checkpoints: {final.checkpoint_dir}")
     print(f"metrics: {os.path.join(os.path.abspath(flags.FLAGS.config.workdir), 'metrics.json')}")
     return 0

@@ -22,7 +22,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.train_split = "train"
     c.data.eval_split = "test"
     c.data.data_dir = ""             # TFDS data_dir (default ~/tensorflow_datasets)
-    c.data.num_threads = 4           # decoding/augmentation threads per host
+    c.data.num_threads = 4           # decoding/augmentation threads per host (per worker with worker_count > 0)
+    c.data.worker_count = 0          # > 0: decode/augment in this many grain worker processes per host
     c.data.eval_crop_fraction = 0.875
     c.data.eval_batch_size = 256
     c.data.cache_decoded = False     # decode every image once into memory (small data sets)
@@ -51,6 +52,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.optim.grad_clip_norm = 0.0     # 0: off
     c.optim.fp16_initial_loss_scale = 32768.0  # dtype float16 only: dynamic loss scaling
     c.optim.fp16_scale_growth_steps = 2000     # finite steps before the scale doubles
+    c.optim.accumulate_steps = 1     # > 1: each step's global batch in this many sequential micro-batches
+    c.optim.ema_decay = 0.0          # > 0: keep an exponential moving average of the weights (and BN statistics)
+    c.optim.ema_warmup_power = 0.75  # > 0: decay warm-up min(ema_decay, 1 - (1 + update)^-power); 0: none
 
     c.teacher = ml_collections.ConfigDict()
     c.teacher.checkpoint = ""        # a checkpoint of this project (any spec, or imported from PyTorch)

@@ -30,6 +30,7 @@ flags.DEFINE_string("checkpoint", None, "model checkpoint or trainer workdir (or
 flags.DEFINE_string("onnx", None, "an ONNX export (python -m genet_jax.export --format onnx) to run on "
                                   "ONNX Runtime instead of a checkpoint")
 flags.DEFINE_string("provider", CPU_PROVIDER, "ONNX Runtime execution provider for --onnx")
+flags.DEFINE_bool("raw_weights", False, "the trained weights even where the checkpoint holds their EMA (used by default)")
 flags.DEFINE_string("split", None, "split to evaluate (default: config.data.eval_split)")
 flags.DEFINE_integer("resolution", None, "evaluation crop size (default: the model's; an ONNX model's is fixed)")
 
@@ -41,11 +42,11 @@ def open_split(config, split: str, class_names):
 
 
 def evaluate_checkpoint(config, split: str) -> dict:
-    ckpt = load_model_checkpoint(flags.FLAGS.checkpoint)
+    ckpt = load_model_checkpoint(flags.FLAGS.checkpoint, raw=flags.FLAGS.raw_weights)
     source = open_split(config, split, ckpt.metadata.get("class_names"))
     size = flags.FLAGS.resolution or ckpt.spec.resolution
     metrics = Evaluator(model_from_config(config, ckpt.spec), config)(ckpt.variables, source, size)
-    return {"checkpoint": ckpt.path, "split": split, "resolution": size, **metrics}
+    return {"checkpoint": ckpt.path, "weights": ckpt.weights, "split": split, "resolution": size, **metrics}
 
 
 def evaluate_onnx_file(config, split: str) -> dict:

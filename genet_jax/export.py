@@ -36,6 +36,7 @@ from genet_jax.models.network import create_model, init_variables
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.parser("python -m genet_jax.export", __doc__)
     parser.add_argument("--checkpoint", help="export: model checkpoint or trainer workdir")
+    parser.add_argument("--raw-weights", action="store_true", help="the trained weights even where the checkpoint holds their EMA (used by default)")
     parser.add_argument("--arch", help="export: a freshly initialised NAME_OR_JSON (with --seed); "
                                        "import: the file's architecture (default: inferred)")
     parser.add_argument("--import-from", metavar="FILE.pth", help="import this PyTorch file")
@@ -70,13 +71,14 @@ def run(args: argparse.Namespace) -> int:
     calibration = (open_calibration(args.calibration, args.calibration_split, args.calibration_images, args.data_dir)
                    if args.quantize else None)  # opened first: a bad source fails before any export work
     if args.checkpoint:
-        ckpt = load_model_checkpoint(args.checkpoint)
+        ckpt = load_model_checkpoint(args.checkpoint, raw=args.raw_weights)
         spec, variables, extras = ckpt.spec, ckpt.variables, ckpt.extras
+        print(f"weights: {ckpt.weights} ({ckpt.path})")
     else:
         model = create_model(args.arch, num_classes=args.num_classes)
         spec, variables, extras = model.spec, init_variables(model, args.seed), None
     if args.format == "onnx":
-        metadata = ckpt.metadata if args.checkpoint else {}
+        metadata = {**ckpt.metadata, "weights": ckpt.weights} if args.checkpoint else {}
         paths = [export_onnx_file(args, spec, variables, metadata, calibration)]
     else:
         paths = export_pth(spec, variables, args.format, args.out, extras)

@@ -21,9 +21,10 @@ from genet_jax.models.network import create_model
 
 
 def predict_images(checkpoint_dir: str, paths: list[str], top_k: int = 5, resolution: Optional[int] = None,
-                   batch_size: int = 32) -> tuple[list[dict], list[str]]:
-    """([{'image', 'top_k': [{'class', 'label', 'probability'}]}], [error messages])."""
-    ckpt = load_model_checkpoint(checkpoint_dir)
+                   batch_size: int = 32, raw_weights: bool = False) -> tuple[list[dict], list[str]]:
+    """([{'image', 'top_k': [{'class', 'label', 'probability'}]}], [error messages]), with the
+    checkpoint's EMA weights where it has them (unless `raw_weights`)."""
+    ckpt = load_model_checkpoint(checkpoint_dir, raw=raw_weights)
     size = resolution or ckpt.spec.resolution
     model = create_model(ckpt.spec)  # convolutional: any input size runs; `size` only sets the crop
     labels = ckpt.metadata.get("class_names")
@@ -54,11 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--resolution", type=int, help="crop size S (default: the checkpoint spec's)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--raw-weights", action="store_true", help="the trained weights even where the checkpoint holds their EMA (used by default)")
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
-    results, errors = predict_images(args.checkpoint, args.images, args.top_k, args.resolution)
+    results, errors = predict_images(args.checkpoint, args.images, args.top_k, args.resolution,
+                                     raw_weights=args.raw_weights)
     for message in errors:
         print(f"error: {message}", file=sys.stderr)
     if args.json:

@@ -27,8 +27,8 @@ def run_train(args, env=None, **kwargs):
                           text=True, cwd=REPO_ROOT, env={**os.environ, **(env or {})}, **kwargs)
 
 
-def final_params(workdir):
-    return jax.tree_util.tree_leaves(load_model_checkpoint(workdir).variables)
+def final_params(workdir, raw=False):
+    return jax.tree_util.tree_leaves(load_model_checkpoint(workdir, raw=raw).variables)
 
 
 def test_config_errors_name_the_field(tmp_path):
@@ -78,9 +78,11 @@ def test_overrides_are_applied_and_saved(tmp_path):
 
 @pytest.mark.slow
 def test_kill9_then_rerun_equals_uninterrupted(tmp_path):
-    reference = run_train(tiny_args(tmp_path / "ref", steps=24))
+    """With the EMA of the weights and 2 accumulated micro-batches per step: both weights resume."""
+    ema_and_accumulation = {"optim.ema_decay": 0.9, "optim.accumulate_steps": 2}
+    reference = run_train(tiny_args(tmp_path / "ref", steps=24, **ema_and_accumulation))
     assert reference.returncode == 0, reference.stderr
-    args = tiny_args(tmp_path / "killed", steps=24)
+    args = tiny_args(tmp_path / "killed", steps=24, **ema_and_accumulation)
     process = subprocess.Popen([sys.executable, os.path.join(REPO_ROOT, "train.py"), *args], cwd=REPO_ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoints = tmp_path / "killed" / "checkpoints"
@@ -98,8 +100,9 @@ def test_kill9_then_rerun_equals_uninterrupted(tmp_path):
     resumed = run_train(args)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming from" in resumed.stderr
-    for a, b in zip(final_params(tmp_path / "ref"), final_params(tmp_path / "killed")):
-        assert np.array_equal(a, b)  # bit-identical: deterministic data order, RNG and XLA CPU kernels
+    for raw in (False, True):
+        for a, b in zip(final_params(tmp_path / "ref", raw), final_params(tmp_path / "killed", raw)):
+            assert np.array_equal(a, b)  # bit-identical: deterministic data order, RNG and XLA CPU kernels
 
 
 @pytest.mark.compat

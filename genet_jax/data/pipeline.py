@@ -149,20 +149,29 @@ class GlobalBatchRows(grain.MapDataset):
                         f"(from position {position} of the shuffled stream); see the log for which")
 
 
-def train_dataset(source: Source, augment, size: int, per_host_batch: int, seed: int, num_threads: int,
-                  skips: SkipCounter, policy=None) -> grain.IterDataset:
-    """Infinite, shuffled (a new permutation every epoch), augmented batches: this host's rows of
-    every global batch (`GlobalBatchRows`), so the order is the same for any number of hosts."""
+def train_rows(source: Source, augment, size: int, per_host_batch: int, seed: int, skips,
+               policy=None) -> GlobalBatchRows:
+    """Infinite, shuffled (a new permutation every epoch), augmented examples: this host's rows of
+    every global batch (`GlobalBatchRows`), so the order is the same for any number of hosts.
+    `skips`: counts undecodable images (a `SkipCounter`, or in worker processes a recorder)."""
     ds = grain.MapDataset.source(source).shuffle(seed=seed).repeat()
     ds = ds.random_map(TrainTransform(augment, size, skips, policy), seed=seed + 1)
-    ds = GlobalBatchRows(ds, per_host_batch, jax.process_index(), jax.process_count())
+    return GlobalBatchRows(ds, per_host_batch, jax.process_index(), jax.process_count())
+
+
+def train_dataset(source: Source, augment, size: int, per_host_batch: int, seed: int, num_threads: int,
+                  skips: SkipCounter, policy=None) -> grain.IterDataset:
+    """`train_rows` in batches, decoded and augmented by `num_threads` threads of this process
+    (genet_jax.data.workers: the same batches from worker processes)."""
+    ds = train_rows(source, augment, size, per_host_batch, seed, skips, policy)
     return ds.to_iter_dataset(read_options=_read_options(num_threads)).batch(per_host_batch, drop_remainder=True)
 
 
 def train_data_state(step: int, per_host_batch: int) -> dict:
     """The training iterator's position after `step` global batches, for any number of hosts (each
     has taken `per_host_batch` examples of each global batch): how a checkpoint written by another
-    number of hosts resumes. (grain's state of `train_dataset`'s iterator: the next element index.)"""
+    number of hosts resumes. (The state of `train_dataset`'s grain iterator and of the worker
+    processes' iterator, genet_jax.data.workers, alike: the index of this host's next example.)"""
     return {"next_index": step * per_host_batch}
 
 
@@ -203,6 +212,11 @@ class DevicePrefetcher:
             self.queue.append((device_put_batch(batch, self.sharding), state))
         batch, self.state = self.queue.popleft()
         return batch
+
+    def close(self) -> None:
+        """Stops the iterator's worker processes, if it has any (a no-op for threads)."""
+        if hasattr(self.iterator, "close"):
+            self.iterator.close()
 
 
 def device_put_batch(batch: dict, sharding) -> dict[str, Any]:

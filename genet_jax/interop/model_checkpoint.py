@@ -1,10 +1,15 @@
 """Model checkpoints: an orbax CheckpointManager directory whose steps hold two items,
 
-    variables  {'params', 'batch_stats'} (orbax StandardSave; float32 NumPy/JAX arrays)
-    model      JSON: {'spec': NetworkSpec dict, 'extras': {...}, 'metadata': {...}}
+    variables      {'params', 'batch_stats'} (orbax StandardSave; float32 NumPy/JAX arrays)
+    model          JSON: {'spec': NetworkSpec dict, 'extras': {...}, 'metadata': {...}}
 
-The trainer saves the same two items (plus its own train state) in `WORKDIR/checkpoints`, so
-export, prediction, evaluation and fine-tuning read any of them the same way.
+and, from a run with optim.ema_decay > 0, a third:
+
+    ema_variables  the exponential moving average of `variables` (same layout)
+
+The trainer saves these items (plus its own train state) in `WORKDIR/checkpoints`, so export,
+prediction, evaluation and fine-tuning read any of them the same way: the EMA weights where a step
+has them (`raw=True`: the trained weights themselves).
 """
 from __future__ import annotations
 
@@ -25,6 +30,8 @@ from genet_jax.arch.spec import NetworkSpec, SpecError  # noqa: E402
 
 VARIABLES_ITEM = "variables"
 MODEL_ITEM = "model"
+EMA_ITEM = "ema_variables"
+RAW_WEIGHTS, EMA_WEIGHTS = "raw", "ema"
 
 
 class CheckpointError(InputError, RuntimeError):
@@ -39,6 +46,7 @@ class ModelCheckpoint:
     path: str
     extras: dict = dataclasses.field(default_factory=dict)
     metadata: dict = dataclasses.field(default_factory=dict)
+    weights: str = RAW_WEIGHTS  # which of the step's weights `variables` holds: raw or ema
 
 
 def checkpoint_root(path: str | os.PathLike) -> str:
@@ -67,15 +75,17 @@ def save_model_checkpoint(directory: str | os.PathLike, spec: NetworkSpec, varia
     return os.path.join(directory, str(step))
 
 
-def load_model_checkpoint(path: str | os.PathLike, step: Optional[int] = None) -> ModelCheckpoint:
-    """Read spec and variables from a model checkpoint or a trainer workdir (latest step by default)."""
+def load_model_checkpoint(path: str | os.PathLike, step: Optional[int] = None, raw: bool = False) -> ModelCheckpoint:
+    """Read spec and variables from a model checkpoint or a trainer workdir (latest step by default):
+    the EMA weights where the step has them, unless `raw`."""
     root = checkpoint_root(path)
     if not os.path.isdir(root):
         raise CheckpointError(f"no checkpoint at {os.fspath(path)!r}: the directory does not exist")
     try:
         manager = ocp.CheckpointManager(
             root, options=ocp.CheckpointManagerOptions(create=False),
-            item_handlers={VARIABLES_ITEM: ocp.StandardCheckpointHandler(), MODEL_ITEM: ocp.JsonCheckpointHandler()})
+            item_handlers={VARIABLES_ITEM: ocp.StandardCheckpointHandler(), EMA_ITEM: ocp.StandardCheckpointHandler(),
+                           MODEL_ITEM: ocp.JsonCheckpointHandler()})
     except Exception as e:  # orbax raises several types for a directory it cannot use
         raise CheckpointError(f"{root!r} is not an orbax checkpoint directory ({type(e).__name__}: {e})") from None
     with manager:
@@ -87,16 +97,17 @@ def load_model_checkpoint(path: str | os.PathLike, step: Optional[int] = None) -
         elif step not in steps:
             raise CheckpointError(f"{root!r} has no step {step}; it has {sorted(steps)}")
         where = os.path.join(root, str(step))
+        weights = EMA_WEIGHTS if not raw and os.path.isdir(os.path.join(where, EMA_ITEM)) else RAW_WEIGHTS
+        item = EMA_ITEM if weights == EMA_WEIGHTS else VARIABLES_ITEM
         try:
             model = manager.restore(step, args=ocp.args.Composite(**{MODEL_ITEM: ocp.args.JsonRestore()}))[MODEL_ITEM]
             # A target on this process's first device makes the restore independent of the
             # device topology the checkpoint was written from (e.g. 8 devices -> 1).
-            metadata = manager.item_metadata(step)[VARIABLES_ITEM]
+            metadata = manager.item_metadata(step)[item]
             device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
             target = jax.tree_util.tree_map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
                                             metadata, is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"))
-            state = manager.restore(step, args=ocp.args.Composite(
-                **{VARIABLES_ITEM: ocp.args.StandardRestore(target)}))[VARIABLES_ITEM]
+            state = manager.restore(step, args=ocp.args.Composite(**{item: ocp.args.StandardRestore(target)}))[item]
             state = jax.tree_util.tree_map(np.asarray, state)
         except Exception as e:
             first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
@@ -107,5 +118,6 @@ def load_model_checkpoint(path: str | os.PathLike, step: Optional[int] = None) -
     except (SpecError, KeyError, TypeError) as e:
         raise CheckpointError(f"checkpoint {where!r} holds no valid architecture spec: {e}") from None
     variables = {"params": state["params"], "batch_stats": state["batch_stats"]}
-    return ModelCheckpoint(spec, variables, int(step), where, model.get("extras", {}), model.get("metadata", {}))
+    return ModelCheckpoint(spec, variables, int(step), where, model.get("extras", {}), model.get("metadata", {}),
+                           weights)
 

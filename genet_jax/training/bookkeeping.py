@@ -44,6 +44,11 @@ class RunPlan:
         """Raises ConfigError when a batch size does not split evenly over the devices."""
         _require_divisible("batch_size", config.batch_size)
         _require_divisible("data.eval_batch_size", config.data.eval_batch_size)
+        micro_rows = config.optim.accumulate_steps * jax.device_count()
+        if config.batch_size % micro_rows:
+            raise ConfigError("optim.accumulate_steps", f"batch_size {config.batch_size} does not split into "
+                                                        f"{config.optim.accumulate_steps} micro-batches over the "
+                                                        f"{jax.device_count()} devices (need a multiple of {micro_rows})")
         steps_per_epoch = num_train_examples / config.batch_size
         total_steps = config.num_train_steps if config.num_train_steps > 0 else \
             max(1, int(math.ceil(config.num_epochs * steps_per_epoch)))

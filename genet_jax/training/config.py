@@ -48,11 +48,15 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         ("log_every_steps", 1, True, False), ("eval_every_epochs", 0, False, True),
         ("optim.fp16_initial_loss_scale", 1, False, False), ("optim.fp16_scale_growth_steps", 1, True, False),
         ("data.holdout_size", 0, True, False), ("data.holdout_seed", 0, True, False),
+        ("data.worker_count", 0, True, False), ("optim.accumulate_steps", 1, True, False),
+        ("optim.ema_decay", 0, False, False), ("optim.ema_warmup_power", 0, False, False),
     ]:
         _number(config, field, low, integer=integer, low_open=low_open)
     for field in ("augment.random_erase_prob", "augment.label_smoothing", "optim.momentum",
                   "data.eval_crop_fraction"):
         _number(config, field, 0, 1)
+    if config.optim.ema_decay >= 1:
+        raise ConfigError("optim.ema_decay", f"must be 0 (off) or in (0, 1), got {config.optim.ema_decay!r}")
     _number(config, "num_train_steps", -1, integer=True)
     if config.num_train_steps == 0:
         raise ConfigError("num_train_steps", "must be -1 (use num_epochs) or > 0, got 0")

@@ -28,16 +28,26 @@ class Evaluator:
         self._step = steps.jit_eval_step(steps.make_eval_step(model, config.eval_flip_tta), self.mesh)
 
     def __call__(self, variables: dict, source: Source, size: int) -> dict:
+        return self.evaluate_all({"": variables}, source, size)[""]
+
+    def evaluate_all(self, named_variables: dict[str, dict], source: Source, size: int) -> dict[str, dict]:
+        """The metrics of each named set of variables (e.g. raw and EMA weights) on the same batches,
+        decoded once: {name: {'top1', 'top5', 'loss', 'count', 'skipped_images'}}."""
         data = self.config.data
-        variables = jax.device_put(variables, self.replicated)
+        placed = {name: jax.device_put(variables, self.replicated) for name, variables in named_variables.items()}
         skips = pipeline.SkipCounter(f"eval {source.name}")
-        totals = None
+        totals: dict = {name: None for name in placed}
         for batch in pipeline.eval_batches(source, size, data.eval_crop_fraction,
                                            data.eval_batch_size // jax.process_count(), data.num_threads, skips):
-            out = self._step(variables, pipeline.device_put_batch(batch, self.batch_sharding))
-            totals = out if totals is None else jax.tree_util.tree_map(jnp.add, totals, out)
-        totals = jax.device_get(totals)
-        count = max(float(totals["count"]), 1.0)
-        return {"top1": float(totals["top1"]) / count, "top5": float(totals["top5"]) / count,
-                "loss": float(totals["loss"]) / count, "count": int(totals["count"]),
-                "skipped_images": skips.count + source.skipped}
+            batch = pipeline.device_put_batch(batch, self.batch_sharding)
+            for name, variables in placed.items():
+                out = self._step(variables, batch)
+                totals[name] = out if totals[name] is None else jax.tree_util.tree_map(jnp.add, totals[name], out)
+        return {name: _mean_metrics(jax.device_get(total), skips.count + source.skipped)
+                for name, total in totals.items()}
+
+
+def _mean_metrics(totals: dict, skipped_images: int) -> dict:
+    count = max(float(totals["count"]), 1.0)
+    return {"top1": float(totals["top1"]) / count, "top5": float(totals["top5"]) / count,
+            "loss": float(totals["loss"]) / count, "count": int(totals["count"]), "skipped_images": skipped_images}

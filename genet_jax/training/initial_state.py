@@ -54,15 +54,15 @@ def create_train_state(config: ml_collections.ConfigDict, model: MasterNet, tx: 
     """(train state placed with `sharding`, data iterator state or None). Resumes from the latest
     checkpoint when there is one; otherwise starts from `initial_variables`, else from
     `load_initial_variables(config, model, key)`."""
-    loss_scale = steps.initial_loss_scale(config)
+    loss_scale, with_ema = steps.initial_loss_scale(config), config.optim.ema_decay > 0
     if checkpointer.latest_step() is not None:  # resume: shapes only, no initialisation to compile or run
-        abstract = jax.eval_shape(lambda k: steps.init_state(init_variables(model, k), tx, loss_scale), key)
+        abstract = jax.eval_shape(lambda k: steps.init_state(init_variables(model, k), tx, loss_scale, with_ema), key)
         state, data_state = checkpointer.restore(abstract_like(abstract, sharding))
         log.info("resuming from %s/%d", checkpointer.root, int(state.step))
         return state, data_state
     if initial_variables is None:
         initial_variables = load_initial_variables(config, model, key)
-    return jax.device_put(steps.init_state(initial_variables, tx, loss_scale), sharding), None
+    return jax.device_put(steps.init_state(initial_variables, tx, loss_scale, with_ema), sharding), None
 
 
 def load_teacher(config: ml_collections.ConfigDict, spec: NetworkSpec,

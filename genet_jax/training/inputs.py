@@ -5,7 +5,7 @@ from typing import Optional
 
 import ml_collections
 
-from genet_jax.data import pipeline
+from genet_jax.data import pipeline, workers
 from genet_jax.data.autoaugment import make_policy
 from genet_jax.data.sources import Source, open_source
 from genet_jax.data.subsets import HOLDOUT_SPLIT, holdout_split
@@ -37,10 +37,13 @@ def open_sources(config: ml_collections.ConfigDict) -> tuple[Source, Source]:
 
 def train_batches(config: ml_collections.ConfigDict, source: Source, size: int, per_host_batch: int,
                   skips: pipeline.SkipCounter, data_state: Optional[dict], sharding) -> pipeline.DevicePrefetcher:
-    """This host's augmented training batches, placed with `sharding` ahead of use. `data_state`: the
+    """This host's augmented training batches, placed with `sharding` ahead of use: decoded by
+    data.num_threads threads of this process, or with data.worker_count > 0 by that many grain
+    worker processes of data.num_threads threads each (the same batches). `data_state`: the
     iterator position a checkpoint saved (resume), or None to start at the beginning."""
-    iterator = iter(pipeline.train_dataset(source, config.augment, size, per_host_batch, config.seed,
-                                           config.data.num_threads, skips, make_policy(config.augment)))
+    data = config.data
+    iterator = workers.train_iterator(source, config.augment, size, per_host_batch, config.seed, data.num_threads,
+                                      data.worker_count, skips, make_policy(config.augment))
     if data_state is not None:
         iterator.set_state(data_state)
     return pipeline.DevicePrefetcher(iterator, sharding)

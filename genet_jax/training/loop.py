@@ -22,7 +22,7 @@ from genet_jax.arch.spec import NetworkSpec
 from genet_jax.data import pipeline
 from genet_jax.data.sources import Source
 from genet_jax.errors import InputError
-from genet_jax.interop.model_checkpoint import model_description
+from genet_jax.interop.model_checkpoint import EMA_WEIGHTS, RAW_WEIGHTS, model_description
 from genet_jax.training import optim, steps
 from genet_jax.training.bookkeeping import RunPlan, SigtermStop, Throughput
 from genet_jax.training.config import model_from_config, model_spec, validate_config
@@ -64,7 +64,7 @@ class _Run:
     train_key: jax.Array
     teacher_variables: Optional[dict]
     batches: pipeline.DevicePrefetcher
-    evaluate: Callable[[dict], dict]  # variables -> eval metrics
+    evaluate: Callable[[dict], dict]  # {name: variables} -> {name: eval metrics}
     checkpointer: TrainCheckpointer
     description: dict  # the `model` item of every checkpoint
     writer: MetricWriter
@@ -118,7 +118,7 @@ def train(config: ml_collections.ConfigDict, sources: Optional[tuple[Source, Sou
                     unit="step", dynamic_ncols=True)
     run = _Run(plan=plan, schedule=schedule, train_step=train_step, train_key=train_key,
                teacher_variables=teacher_variables, batches=batches,
-               evaluate=functools.partial(evaluator, source=eval_source, size=spec.resolution),
+               evaluate=functools.partial(evaluator.evaluate_all, source=eval_source, size=spec.resolution),
                checkpointer=checkpointer, description=description, writer=writer, stop=stop, progress=progress,
                throughput=Throughput(config.batch_size))
     started = time.perf_counter()
@@ -128,7 +128,7 @@ def train(config: ml_collections.ConfigDict, sources: Optional[tuple[Source, Sou
         run.close()
 
     if not eval_metrics and not stop.requested:  # re-run of a finished run: report, train nothing
-        eval_metrics = run.evaluate(state.variables)
+        eval_metrics = run.evaluate(named_variables(state))
     final = _result(run, state, eval_metrics, started, skips.count + train_source.skipped, spec, model.conv_impl)
     if jax.process_index() == 0:
         with open(os.path.join(workdir, "metrics.json"), "w") as f:
@@ -147,9 +147,17 @@ def _prepare_workdir(config: ml_collections.ConfigDict) -> str:
     return workdir
 
 
+def named_variables(state: steps.TrainState) -> dict[str, dict]:
+    """The weights each evaluation measures: the raw ones, and their EMA when the run keeps one."""
+    named = {RAW_WEIGHTS: state.variables}
+    if state.ema is not None:
+        named[EMA_WEIGHTS] = state.ema
+    return named
+
+
 def _train_steps(run: _Run, state: steps.TrainState, step: int) -> tuple[steps.TrainState, dict]:
     """Train from `step` to the plan's last step or a SIGTERM, logging, evaluating and saving as
-    planned. Returns the last state and the last evaluation ({} when none ran)."""
+    planned. Returns the last state and the last evaluation ({weights: metrics}; {} when none ran)."""
     eval_metrics: dict[str, Any] = {}
     while step < run.plan.total_steps:
         state, metrics = run.train_step(state, next(run.batches), run.train_key, run.teacher_variables)
@@ -186,21 +194,24 @@ def _log_train_metrics(run: _Run, state: steps.TrainState, step: int, metrics: d
 
 
 def _evaluate(run: _Run, state: steps.TrainState, step: int) -> dict:
+    """{weights: metrics} of the raw weights (TensorBoard `eval/`) and their EMA (`eval_ema/`)."""
     check_finite(state, step, run.schedule, run.checkpointer)
-    eval_metrics = run.evaluate(state.variables)
-    run.writer.write(step, {f"eval/{k}": v for k, v in eval_metrics.items()})
-    log.info("step %d: eval top-1 %.4f top-5 %.4f loss %.4f", step, eval_metrics["top1"],
-             eval_metrics["top5"], eval_metrics["loss"])
-    return eval_metrics
+    results = run.evaluate(named_variables(state))
+    for weights, metrics in results.items():
+        prefix = "eval" if weights == RAW_WEIGHTS else "eval_ema"
+        run.writer.write(step, {f"{prefix}/{k}": v for k, v in metrics.items()})
+        log.info("step %d: %s top-1 %.4f top-5 %.4f loss %.4f", step, prefix, metrics["top1"], metrics["top5"],
+                 metrics["loss"])
+    return results
 
 
 def _save(run: _Run, state: steps.TrainState, step: int, eval_metrics: Optional[dict]) -> None:
-    """Checkpoint `state` with the data position (and eval top-1, when evaluated); on a SIGTERM,
-    wait until it is written."""
+    """Checkpoint `state` with the data position (and eval top-1, when evaluated: of the EMA weights
+    when kept, the ones export and prediction use); on a SIGTERM, wait until it is written."""
     check_finite(state, step, run.schedule, run.checkpointer)
+    best_of = eval_metrics.get(EMA_WEIGHTS, eval_metrics.get(RAW_WEIGHTS)) if eval_metrics else None
     run.checkpointer.save(state, run.description, run.batches.state,
-                          {"top1": eval_metrics["top1"]} if eval_metrics is not None else None,
-                          wait=run.stop.requested)
+                          {"top1": best_of["top1"]} if best_of is not None else None, wait=run.stop.requested)
 
 
 def _result(run: _Run, state: steps.TrainState, eval_metrics: dict, started: float, skipped_train_images: int,
@@ -208,7 +219,8 @@ def _result(run: _Run, state: steps.TrainState, eval_metrics: dict, started: flo
     devices = {"count": jax.device_count(), "platform": jax.devices()[0].platform,
                "device_kind": jax.devices()[0].device_kind, "jax_version": jax.__version__}
     return TrainResult(
-        step=int(jax.device_get(state.step)), total_steps=run.plan.total_steps, eval=eval_metrics,
+        step=int(jax.device_get(state.step)), total_steps=run.plan.total_steps,
+        eval=eval_metrics.get(RAW_WEIGHTS, {}), eval_ema=eval_metrics.get(EMA_WEIGHTS, {}),
         train_images_per_second=run.throughput.steady_images_per_second,
         wall_seconds=time.perf_counter() - started, skipped_train_images=skipped_train_images,
         checkpoint_dir=run.checkpointer.root, interrupted=run.stop.requested, model=spec.to_dict(),

@@ -10,7 +10,8 @@ class TrainResult:
     """The outcome of `genet_jax.training.loop.train`.
 
     `eval` holds the last evaluation ({'top1', 'top5', 'loss', 'count', 'skipped_images'}); it is
-    empty when a SIGTERM stopped the run before its first evaluation. `interrupted`: stopped by
+    empty when a SIGTERM stopped the run before its first evaluation; `eval_ema` the same for the
+    EMA of the weights (empty without optim.ema_decay). `interrupted`: stopped by
     SIGTERM after saving; re-running the same command resumes.
     """
 
@@ -25,6 +26,7 @@ class TrainResult:
     model: dict  # the NetworkSpec as a dict
     conv_impl: str  # the kernels that ran (genet_jax.models.conv_ops)
     devices: dict  # count, platform, device_kind, jax_version
+    eval_ema: dict = dataclasses.field(default_factory=dict)  # the EMA weights' evaluation (optim.ema_decay > 0)
 
     @property
     def top1(self) -> Optional[float]:

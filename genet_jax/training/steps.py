@@ -1,7 +1,14 @@
 """Train and eval steps: pure functions of (state, batch), jit-compiled over a device mesh with the
 batch sharded along 'data' and the state replicated. BN statistics are computed over the global
 batch (the sharded batch axis is one array to XLA). With a teacher, its logits come from the same
-augmented images."""
+augmented images.
+
+With `optim.accumulate_steps` k > 1, one step still takes the whole global batch but runs it as k
+micro-batches in sequence (a `lax.scan`: the activations of one micro-batch live at a time), sums
+their gradients and makes one optimizer update: a step, the learning-rate schedule and the EMA
+count optimizer updates either way. Micro-batch i holds rows i, i + k, ... of the batch, so each
+device's rows stay on it; BN normalises each micro-batch with its own statistics (as k separate
+batches would) and updates its running statistics k times per step."""
 from __future__ import annotations
 
 from typing import Any, Callable, Optional, Sequence
@@ -14,7 +21,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from genet_jax.models.network import MasterNet, canonical_dtype
-from genet_jax.training import augment_device
+from genet_jax.training import augment_device, ema
 
 
 @flax.struct.dataclass
@@ -26,9 +33,10 @@ class TrainState:
     nonfinite: jax.Array  # steps whose loss was NaN/inf; those updates were not applied
     loss_scale: jax.Array  # float16 compute: dynamic loss scale; 1 otherwise
     finite_streak: jax.Array  # steps since the loss scale last changed
+    ema: Any = None  # {'params', 'batch_stats'} averaged (optim.ema_decay > 0); checkpointed as its own item
 
     def train_fields(self) -> dict:
-        """Everything but the model variables (checkpointed as its own item)."""
+        """Everything but the model variables and their EMA (checkpointed as items of their own)."""
         return {"step": self.step, "opt_state": self.opt_state, "nonfinite": self.nonfinite,
                 "loss_scale": self.loss_scale, "finite_streak": self.finite_streak}
 
@@ -47,16 +55,72 @@ def shardings(mesh: Mesh) -> tuple[NamedSharding, NamedSharding]:
     return NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("data"))
 
 
-def init_state(variables: dict, tx: optax.GradientTransformation, loss_scale: float = 1.0) -> TrainState:
+def init_state(variables: dict, tx: optax.GradientTransformation, loss_scale: float = 1.0,
+               with_ema: bool = False) -> TrainState:
+    """The state before step 0; `with_ema`: the EMA starts as a copy of `variables`."""
+    variables = {"params": variables["params"], "batch_stats": variables["batch_stats"]}
     return TrainState(step=jnp.zeros((), jnp.int32), params=variables["params"],
                       batch_stats=variables["batch_stats"], opt_state=tx.init(variables["params"]),
                       nonfinite=jnp.zeros((), jnp.int32), loss_scale=jnp.asarray(loss_scale, jnp.float32),
-                      finite_streak=jnp.zeros((), jnp.int32))
+                      finite_streak=jnp.zeros((), jnp.int32), ema=ema.copy_of(variables) if with_ema else None)
 
 
 def initial_loss_scale(config) -> float:
     """float16 gradients underflow without loss scaling; bfloat16 and float32 need none."""
     return float(config.optim.fp16_initial_loss_scale) if canonical_dtype(config.dtype) == jnp.float16 else 1.0
+
+
+def make_loss_fn(model: MasterNet, config, teacher_model: Optional[MasterNet] = None) -> Callable:
+    """loss_fn(params, batch_stats, images, targets, loss_scale, teacher_variables) ->
+    (scaled loss, (loss, logits, new batch_stats)), to differentiate with respect to params."""
+
+    def loss_fn(params, batch_stats, images, targets, loss_scale, teacher_variables):
+        logits, updates = model.apply({"params": params, "batch_stats": batch_stats}, images,
+                                      train=True, mutable=["batch_stats"])
+        loss = optax.softmax_cross_entropy(logits, targets).mean()
+        if teacher_model is not None:
+            temperature = config.teacher.temperature
+            soft = jax.nn.softmax(jax.lax.stop_gradient(
+                teacher_model.apply(teacher_variables, images)) / temperature, axis=-1)
+            soft_loss = optax.softmax_cross_entropy(logits / temperature, soft).mean() * temperature ** 2
+            loss = config.teacher.true_label_weight * loss + config.teacher.soft_label_weight * soft_loss
+        return loss * loss_scale, (loss, logits, updates["batch_stats"])
+
+    return loss_fn
+
+
+def micro_batches(x: jax.Array, count: int) -> jax.Array:
+    """(B, ...) -> (count, B / count, ...): micro-batch i holds rows i, i + count, ..."""
+    return x.reshape(x.shape[0] // count, count, *x.shape[1:]).swapaxes(0, 1)
+
+
+def make_gradient_fn(loss_fn: Callable, accumulate_steps: int) -> Callable:
+    """gradients(params, batch_stats, images, targets, labels, loss_scale, teacher_variables) ->
+    (mean gradients of the scaled loss, mean loss, top-1, new batch_stats) over `accumulate_steps`
+    micro-batches run in sequence (one batch when 1)."""
+    value_and_grad = jax.value_and_grad(loss_fn, has_aux=True)
+
+    def one_batch(params, batch_stats, images, targets, labels, loss_scale, teacher_variables):
+        (_, (loss, logits, batch_stats)), grads = value_and_grad(params, batch_stats, images, targets, loss_scale,
+                                                                 teacher_variables)
+        return grads, loss, jnp.mean(jnp.argmax(logits, -1) == labels), batch_stats
+
+    if accumulate_steps == 1:
+        return one_batch
+
+    def accumulated(params, batch_stats, images, targets, labels, loss_scale, teacher_variables):
+        def micro_step(carry, micro):
+            grad_sum, stats = carry
+            grads, loss, top1, stats = one_batch(params, stats, *micro, loss_scale, teacher_variables)
+            return (jax.tree_util.tree_map(jnp.add, grad_sum, grads), stats), (loss, top1)
+
+        zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+        split = tuple(micro_batches(x, accumulate_steps) for x in (images, targets, labels))
+        (grad_sum, batch_stats), (losses, top1s) = jax.lax.scan(micro_step, (zeros, batch_stats), split)
+        grads = jax.tree_util.tree_map(lambda g: g / accumulate_steps, grad_sum)
+        return grads, losses.mean(), top1s.mean(), batch_stats
+
+    return accumulated
 
 
 def make_train_step(model: MasterNet, tx: optax.GradientTransformation, config, schedule: optax.Schedule,
@@ -68,9 +132,9 @@ def make_train_step(model: MasterNet, tx: optax.GradientTransformation, config, 
     whose gradients overflow is skipped and halves the scale (it is not a divergence); every
     `optim.fp16_scale_growth_steps` finite steps double it.
     """
-    aug, num_classes = config.augment, model.spec.num_classes
+    aug, num_classes, optim = config.augment, model.spec.num_classes, config.optim
     dynamic_scale = jnp.dtype(model.dtype) == jnp.float16
-    growth_steps = config.optim.fp16_scale_growth_steps
+    gradients = make_gradient_fn(make_loss_fn(model, config, teacher_model), optim.accumulate_steps)
 
     def train_step(state: TrainState, batch: dict, base_key: jax.Array, teacher_variables: Any = None):
         key = jax.random.fold_in(base_key, state.step)
@@ -81,19 +145,8 @@ def make_train_step(model: MasterNet, tx: optax.GradientTransformation, config, 
             images = augment_device.random_erasing(k_erase, images, aug.random_erase_prob)
         images, targets = augment_device.mix_batch(k_mix, images, targets, aug.mixup_alpha, aug.cutmix_alpha)
 
-        def loss_fn(params):
-            logits, updates = model.apply({"params": params, "batch_stats": state.batch_stats}, images,
-                                          train=True, mutable=["batch_stats"])
-            loss = optax.softmax_cross_entropy(logits, targets).mean()
-            if teacher_model is not None:
-                temperature = config.teacher.temperature
-                soft = jax.nn.softmax(jax.lax.stop_gradient(
-                    teacher_model.apply(teacher_variables, images)) / temperature, axis=-1)
-                soft_loss = optax.softmax_cross_entropy(logits / temperature, soft).mean() * temperature ** 2
-                loss = config.teacher.true_label_weight * loss + config.teacher.soft_label_weight * soft_loss
-            return loss * state.loss_scale, (loss, logits, updates["batch_stats"])
-
-        (_, (loss, logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        grads, loss, top1, batch_stats = gradients(state.params, state.batch_stats, images, targets, batch["label"],
+                                                   state.loss_scale, teacher_variables)
         grads = jax.tree_util.tree_map(lambda g: g / state.loss_scale, grads)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
@@ -101,23 +154,32 @@ def make_train_step(model: MasterNet, tx: optax.GradientTransformation, config, 
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)  # any NaN/inf gradient makes the norm non-finite
         keep = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(finite, a, b), new, old)  # noqa: E731
         diverged = ~jnp.isfinite(loss) if dynamic_scale else ~finite  # fp16 gradient overflow: rescale, go on
-        loss_scale, streak = state.loss_scale, state.finite_streak + 1
-        if dynamic_scale:
-            grow = finite & (streak >= growth_steps)
-            loss_scale = jnp.where(finite, jnp.where(grow, loss_scale * 2, loss_scale), loss_scale / 2)
-            streak = jnp.where(finite & ~grow, streak, 0)
+        loss_scale, streak = _next_loss_scale(state, finite, dynamic_scale, optim.fp16_scale_growth_steps)
+        averaged = state.ema
+        if optim.ema_decay > 0:
+            decay = ema.decay_at(optim.ema_decay, optim.ema_warmup_power, state.step)
+            averaged = keep(ema.update(state.ema, {"params": params, "batch_stats": batch_stats}, decay), state.ema)
         new_state = TrainState(step=state.step + 1, params=keep(params, state.params),
                                batch_stats=keep(batch_stats, state.batch_stats),
                                opt_state=keep(opt_state, state.opt_state),
                                nonfinite=state.nonfinite + diverged.astype(jnp.int32),
-                               loss_scale=loss_scale, finite_streak=streak)
-        metrics = {"loss": loss, "top1": jnp.mean(jnp.argmax(logits, -1) == batch["label"]),
-                   "lr": schedule(state.step), "grad_norm": grad_norm}
+                               loss_scale=loss_scale, finite_streak=streak, ema=averaged)
+        metrics = {"loss": loss, "top1": top1, "lr": schedule(state.step), "grad_norm": grad_norm}
         if dynamic_scale:
             metrics["loss_scale"] = state.loss_scale
         return new_state, metrics
 
     return train_step
+
+
+def _next_loss_scale(state: TrainState, finite: jax.Array, dynamic: bool, growth_steps: int):
+    """(loss scale, finite streak) after a step: halve on overflow, double after `growth_steps`."""
+    loss_scale, streak = state.loss_scale, state.finite_streak + 1
+    if dynamic:
+        grow = finite & (streak >= growth_steps)
+        loss_scale = jnp.where(finite, jnp.where(grow, loss_scale * 2, loss_scale), loss_scale / 2)
+        streak = jnp.where(finite & ~grow, streak, 0)
+    return loss_scale, streak
 
 
 def make_eval_step(model: MasterNet, flip_tta: bool = False) -> Callable:

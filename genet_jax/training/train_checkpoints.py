@@ -1,10 +1,12 @@
 """Training checkpoints in WORKDIR/checkpoints (orbax CheckpointManager, asynchronous saves): the
-last N steps plus the best by eval top-1. Each step holds the model checkpoint items (`variables`,
-`model`, readable by genet_jax.interop.model_checkpoint) plus `train_state` (optimizer, step, counters). The data
-iterator position of every host goes beside it in WORKDIR/data_state/<step>/process_<i>.json."""
+last N steps plus the best by eval top-1 (of the EMA weights when there are some). Each step holds
+the model checkpoint items (`variables`, `model` and, with optim.ema_decay > 0, `ema_variables`,
+readable by genet_jax.interop.model_checkpoint) plus `train_state` (optimizer, step, counters). The
+data iterator position of every host goes beside it in WORKDIR/data_state/<step>/process_<i>.json."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from typing import Any, Optional
@@ -13,8 +15,11 @@ import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
-from genet_jax.interop.model_checkpoint import MODEL_ITEM, VARIABLES_ITEM, CheckpointError
+from genet_jax.interop.model_checkpoint import EMA_ITEM, MODEL_ITEM, VARIABLES_ITEM, CheckpointError
+from genet_jax.training import ema
 from genet_jax.training.steps import TrainState
+
+log = logging.getLogger("genet_jax.train")
 
 TRAIN_ITEM = "train_state"
 ERROR_TEXT_CHARS = 300  # of an orbax error's first line, quoted in a CheckpointError
@@ -29,7 +34,7 @@ class TrainCheckpointer:
             checkpoint_managers.BestN(get_metric_fn=lambda m: m["top1"], reverse=False, n=1,
                                       keep_checkpoints_without_metrics=False)])
         self.manager = ocp.CheckpointManager(
-            self.root, item_names=(VARIABLES_ITEM, MODEL_ITEM, TRAIN_ITEM),
+            self.root, item_names=(VARIABLES_ITEM, MODEL_ITEM, TRAIN_ITEM, EMA_ITEM),
             options=ocp.CheckpointManagerOptions(create=True, preservation_policy=policy,
                                                  enable_async_checkpointing=async_save))
 
@@ -41,11 +46,11 @@ class TrainCheckpointer:
         step = int(jax.device_get(state.step))
         if data_state is not None:
             _write_data_state(self.data_root, step, data_state)
-        self.manager.save(step, args=ocp.args.Composite(**{
-            VARIABLES_ITEM: ocp.args.StandardSave({"params": state.params, "batch_stats": state.batch_stats}),
-            MODEL_ITEM: ocp.args.JsonSave(model_json),
-            TRAIN_ITEM: ocp.args.StandardSave(state.train_fields())}),
-            metrics=metrics, force=True)
+        items = {VARIABLES_ITEM: ocp.args.StandardSave(state.variables), MODEL_ITEM: ocp.args.JsonSave(model_json),
+                 TRAIN_ITEM: ocp.args.StandardSave(state.train_fields())}
+        if state.ema is not None:
+            items[EMA_ITEM] = ocp.args.StandardSave(state.ema)
+        self.manager.save(step, args=ocp.args.Composite(**items), metrics=metrics, force=True)
         if wait:
             self.wait()
         self._prune_data_states()
@@ -55,18 +60,27 @@ class TrainCheckpointer:
         self.manager.wait_until_finished()
 
     def restore(self, abstract_state: TrainState, step: Optional[int] = None) -> tuple[TrainState, Optional[dict]]:
+        """The state saved at `step` (default: the latest) and this host's data position. An EMA the
+        run asks for but the checkpoint lacks (EMA switched on mid-run) starts from the weights."""
         step = self.latest_step() if step is None else step
+        with_ema = abstract_state.ema is not None and os.path.isdir(os.path.join(self.root, str(step), EMA_ITEM))
+        items = {VARIABLES_ITEM: ocp.args.StandardRestore(abstract_state.variables),
+                 TRAIN_ITEM: ocp.args.StandardRestore(abstract_state.train_fields())}
+        if with_ema:
+            items[EMA_ITEM] = ocp.args.StandardRestore(abstract_state.ema)
         try:
-            restored = self.manager.restore(step, args=ocp.args.Composite(**{
-                VARIABLES_ITEM: ocp.args.StandardRestore({"params": abstract_state.params,
-                                                          "batch_stats": abstract_state.batch_stats}),
-                TRAIN_ITEM: ocp.args.StandardRestore(abstract_state.train_fields())}))
+            restored = self.manager.restore(step, args=ocp.args.Composite(**items))
         except Exception as e:
             text = str(e).strip().splitlines()[0][:ERROR_TEXT_CHARS] if str(e).strip() else ""
             raise CheckpointError(f"cannot resume from {self.root}/{step} (truncated or written by a different "
                                   f"model or optimizer?): {type(e).__name__}: {text}") from None
         variables, train = restored[VARIABLES_ITEM], restored[TRAIN_ITEM]
-        state = TrainState(params=variables["params"], batch_stats=variables["batch_stats"], **train)
+        averaged = None
+        if abstract_state.ema is not None:
+            averaged = restored[EMA_ITEM] if with_ema else ema.copy_of(variables)
+            if not with_ema:
+                log.info("%s/%d has no EMA weights: the EMA starts from the weights of that step", self.root, step)
+        state = TrainState(params=variables["params"], batch_stats=variables["batch_stats"], ema=averaged, **train)
         return state, _read_data_state(self.data_root, step)
 
     def _prune_data_states(self) -> None:
