@@ -72,6 +72,8 @@ class WorkerBatches:
                  skips: pipeline.SkipCounter, recorder: SkipRecorder):
         self.per_host_batch, self.skips = per_host_batch, skips
         self._rows, self._recorder = rows, recorder
+        # Each thread of a worker builds a whole batch; none waits beyond those being built but the
+        # BATCHES_QUEUED_PER_WORKER in the worker's queue (memory: batches, not images, are in flight).
         self._read_options = grain.ReadOptions(num_threads=max(1, num_threads),
                                                prefetch_buffer_size=max(1, num_threads))
         self._options = grain.MultiprocessingOptions(num_workers=worker_count,

@@ -73,6 +73,7 @@ class _Run:
     throughput: Throughput
 
     def close(self) -> None:
+        self.batches.close()  # stops the grain worker processes (data.worker_count > 0)
         self.progress.close()
         self.checkpointer.close()
         self.writer.close()
