@@ -28,7 +28,6 @@ fastest, GFLOP/s (2 x MACs / seconds) and % of the measured float32 matmul peak.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -41,7 +40,7 @@ import torch  # noqa: E402
 
 from benchmarks.cpu_engine_rows import (AGREEMENT_TOLERANCE, CALIBRATION_BATCH, CALIBRATION_BATCHES,  # noqa: E402
                                         jax_rows, onnx_rows, torch_rows, xla_rows)
-from benchmarks.machine import MATMUL_SIZE, machine_info, matmul_peaks  # noqa: E402
+from benchmarks.machine import MATMUL_SIZE, machine_info, matmul_peaks, save_result  # noqa: E402
 from genet_jax.arch.counting import spec_macs  # noqa: E402
 from genet_jax.arch.registry import resolve_spec  # noqa: E402
 from genet_jax.latency.probes import model_timing_variables  # noqa: E402
@@ -196,10 +195,7 @@ def main() -> int:
               "calibration": {"batches": CALIBRATION_BATCHES, "batch": CALIBRATION_BATCH,
                               "images": "random standard-normal float32 NCHW"},
               "summary": summary, "notes": NOTES}
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=2)
-    print(args.out)
+    save_result(args.out, result)
     return 0
 
 

@@ -28,7 +28,6 @@ import argparse
 import concurrent.futures
 import copy
 import importlib
-import json
 import os
 import sys
 import tempfile
@@ -42,7 +41,7 @@ import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw, ImageFilter  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from benchmarks.machine import machine_info  # noqa: E402
+from benchmarks.machine import machine_info, save_result  # noqa: E402
 from genet_jax.data import pipeline, workers  # noqa: E402
 from genet_jax.data.autoaugment import make_policy  # noqa: E402
 from genet_jax.data.sources import open_source  # noqa: E402
@@ -235,10 +234,7 @@ def main() -> int:
                 "batches_per_run": f"max({MIN_BATCHES_PER_RUN}, {RUN_BATCHES_PER_SLOT} x decoding threads)"}
     result = {"arch": args.arch, "batch": args.batch, "quick": args.quick, "images": images, "protocol": protocol,
               "machine": machine, "rows": rows, "cores_per_gpu": needs, "seconds": time.perf_counter() - started}
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=2)
-    print(args.out)
+    save_result(args.out, result)
     return 0
 
 

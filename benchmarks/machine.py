@@ -3,6 +3,7 @@ kernels (AVX2, AVX-512, VNNI, BF16, AMX), core count, library versions, and the 
 matmul peak that efficiency figures are quoted against."""
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -57,3 +58,11 @@ def matmul_peaks(size: int = MATMUL_SIZE, runs: int = MATMUL_RUNS) -> dict:
     numpy_seconds = min(time_runs(lambda: np.dot(a, b), runs, MATMUL_WARMUP, sync=lambda out: out))
     return {"size": size, "runs": runs, "jax_gflops": flops / jax_seconds / 1e9,
             "numpy_gflops": flops / numpy_seconds / 1e9}
+
+
+def save_result(path: str, result: dict) -> None:
+    """Write a benchmark's result JSON (creating its folder) and print where."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(result, f, indent=2)
+    print(path)

@@ -1,12 +1,11 @@
 """Multi-process training on JAX's distributed runtime, several processes on localhost with CPU
-devices and gloo collectives: a Slurm job step's environment and a bare `initialize()`, the
-launcher, 2 processes x 4 devices equal to 1 x 8, a kill -9 of one process, elastic resume on
-another number of processes, evaluation that counts every example once. Every test kills its
-children and has a deadline."""
+devices and gloo collectives: a Slurm job step's environment and a bare `initialize()`, 2
+processes x 4 devices equal to 1 x 8, a lost host, elastic resume on another number of processes,
+a preemption, evaluation that counts every example once. Every test kills its children and has a
+deadline."""
 import json
 import os
 import random
-import shutil
 import signal
 import socket
 import subprocess
@@ -18,50 +17,28 @@ import jax
 import numpy as np
 import pytest
 
-from genet_jax import distributed, launch
+from genet_jax import distributed
 from genet_jax.data.pipeline import GlobalBatchRows, train_data_state
 from genet_jax.interop.model_checkpoint import load_model_checkpoint
-from genet_jax.nas import store
 from tests.conftest import REPO_ROOT
 from tests.helpers import tiny_args
-from tests.nas_helpers import TINY_SEARCH_CONFIG
+from tests.processes import RUN_DEADLINE_SECONDS, devices_env, finish, wait_for
 
 STEPS = 24
 GLOBAL_BATCH = 32
 DIGITS_TEST_EXAMPLES = 359  # odd: split over 2 hosts and 16-example batches, it divides evenly nowhere
-RUN_DEADLINE_SECONDS = 300
 SLURM_PORT_BASE, SLURM_PORT_SPAN = 65536 - 4096, 4096
 # Same global batches, same seed: parameters after 24 steps agree to float32 reduction-order noise
 # (the per-device partial sums are combined over gloo between processes, within XLA in one).
 PARAMS_TOLERANCE = 1e-4
 LOST_HOST_HEARTBEAT_SECONDS = 10  # measured: the survivor aborts ~7 s after the kill
 LOST_HOST_DEADLINE_SECONDS = 60
-PERTURBATIONS_PER_BLOCK = 1  # 3 fine-tunes of the 2-block tiny MasterNet: 2 for shard 0, 1 for shard 1
 TRAIN = os.path.join(REPO_ROOT, "train.py")
 
 
 def run_args(workdir, **overrides):
     return tiny_args(workdir, steps=STEPS, **{"batch_size": GLOBAL_BATCH, "checkpoint.every_steps": 4,
                                               "data.eval_batch_size": 16, "seed": 5, **overrides})
-
-
-def devices_env(count: int) -> dict:
-    return {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": f"--xla_force_host_platform_device_count={count}"}
-
-
-def finish(processes, deadline=RUN_DEADLINE_SECONDS):
-    """Wait for every process (killing all at the deadline); their (code, stderr)."""
-    end = time.monotonic() + deadline
-    outputs = []
-    try:
-        for process in processes:
-            _, err = process.communicate(timeout=max(1.0, end - time.monotonic()))
-            outputs.append((process.returncode, err))
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-    return outputs
 
 
 def one_process(workdir, devices=8, **overrides):
@@ -95,13 +72,6 @@ def start_slurm_step(workdir, processes=2, devices=4, heartbeat_seconds=None, **
                                          cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                          text=True))
     return children
-
-
-def wait_for(condition, what, deadline=RUN_DEADLINE_SECONDS):
-    end = time.monotonic() + deadline
-    while not condition():
-        assert time.monotonic() < end, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def checkpoint_steps(workdir):
@@ -187,28 +157,6 @@ def test_a_lost_host_stops_the_others_then_a_rerun_resumes_on_two_or_one_process
     assert_same_training(elastic, reference)
 
 
-LAUNCHED_CHILD = """
-import os, signal, sys, time
-if os.environ["GENET_JAX_PROCESS_ID"] == "1":
-    time.sleep(0.5)
-    os.kill(os.getpid(), signal.SIGKILL)
-signal.signal(signal.SIGTERM, lambda *_: (print("stopped by SIGTERM", flush=True), sys.exit(0)))
-time.sleep(60)
-"""
-
-
-def test_the_launcher_stops_the_others_when_one_process_is_killed(tmp_path):
-    script = tmp_path / "child.py"
-    script.write_text(LAUNCHED_CHILD)
-    started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "genet_jax.launch", "--processes", "3", "--grace", "20", "--",
-                           str(script)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 128 + signal.SIGKILL, done.stderr
-    assert "process 1 was killed by signal 9; stopping the others" in done.stderr
-    assert "[0] stopped by SIGTERM" in done.stdout and "[2] stopped by SIGTERM" in done.stdout
-    assert time.monotonic() - started < 30
-
-
 @pytest.mark.slow
 def test_sigterm_to_every_process_stops_them_at_one_step_and_saves(tmp_path):
     """A preemption: the scheduler's SIGTERM reaches the processes at different moments; they agree
@@ -235,56 +183,6 @@ def test_sigterm_to_every_process_stops_them_at_one_step_and_saves(tmp_path):
     assert sorted(os.listdir(workdir / "data_state" / str(result["step"]))) == ["process_0.json", "process_1.json"]
 
 
-def search_job(config, workdir, *args, processes=None, devices=2):
-    command = [os.path.join(REPO_ROOT, "search.py"), f"--config={config}", f"--config.workdir={workdir}",
-               f"--config.perturbations_per_block={PERTURBATIONS_PER_BLOCK}", *args]
-    if processes:
-        command = ["-m", "genet_jax.launch", "--processes", str(processes), "--devices-per-process", str(devices),
-                   "--grace", "5", "--", *command]
-    return subprocess.Popen([sys.executable, *command], cwd=REPO_ROOT, env=devices_env(devices), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-
-
-def search_stage(config, workdir, *args, **launch):
-    ((code, err),) = finish([search_job(config, workdir, *args, **launch)])
-    assert code == 0, err[-3000:]
-
-
-@pytest.mark.slow
-def test_sharded_multi_process_fine_tunes_resume_after_a_kill_and_equal_one_process(tmp_path):
-    """LLR-NAS fine-tunes shared by two jobs (--shard 0/2 and 1/2), each 2 processes x 2 devices
-    (--distributed), running at once; one loses a process after its first result and is run
-    again. Every perturbation's accuracy equals the one a single 1 x 4 process gives."""
-    config = tmp_path / "tiny_search.py"
-    config.write_text(TINY_SEARCH_CONFIG)
-    single, multi = tmp_path / "single", tmp_path / "multi"
-    search_stage(config, single, "--stage=master", devices=4)
-    multi.mkdir()
-    shutil.copy(single / "master.json", multi)
-    shutil.copytree(single / "masternet", multi / "masternet")
-    jobs = [search_job(config, multi, "--stage=finetune", f"--shard={i}/2", processes=2) for i in range(2)]
-    first_shard = multi / "results" / os.path.basename(store.shard_file("", 0, 2))
-    try:
-        wait_for(lambda: first_shard.is_file() and first_shard.stat().st_size > 0 or jobs[0].poll() is not None,
-                 "the first fine-tune result")
-        assert jobs[0].poll() is None, "shard 0 finished before it could be killed"
-        children = subprocess.run(["pgrep", "-P", str(jobs[0].pid)], capture_output=True, text=True).stdout.split()
-        os.kill(int(max(children, key=int)), signal.SIGKILL)  # process 1 of shard 0
-        (killed, err), (other, other_err) = finish(jobs)
-    finally:
-        for job in jobs:
-            if job.poll() is None:
-                os.killpg(job.pid, signal.SIGKILL)
-    assert killed != 0 and "was killed by signal 9" in err, err[-3000:]
-    assert other == 0, other_err[-3000:]
-    search_stage(config, multi, "--stage=finetune", "--shard=0/2", processes=2)
-    search_stage(config, single, "--stage=finetune", devices=4)
-    one, two = store.load_results(str(single / "results")), store.load_results(str(multi / "results"))
-    assert sorted(one) == sorted(two) and len(one) == 1 + 2 * PERTURBATIONS_PER_BLOCK  # the master itself too
-    for key in one:
-        assert two[key]["accuracy"] == pytest.approx(one[key]["accuracy"], abs=1e-6)
-
-
 @pytest.mark.parametrize("hosts", [1, 2, 4])
 def test_hosts_take_disjoint_rows_that_cover_every_global_batch(hosts):
     stream = grain.MapDataset.range(10_000)
@@ -300,18 +198,3 @@ def test_an_undecodable_example_is_replaced_by_the_next_decodable_one():
     view = GlobalBatchRows(stream, 4, 0, 1)
     assert [view[i] for i in range(6)] == [0, 1, 4, 4, 4, 5]
     assert train_data_state(step=7, per_host_batch=16) == {"next_index": 112}
-
-
-def test_distributed_without_a_cluster_or_launcher_is_one_line(tmp_path):
-    env = {k: v for k, v in devices_env(1).items() if not k.startswith(("SLURM_", "OMPI_", "KUBERNETES_", "JAX_COORD"))}
-    done = subprocess.run([sys.executable, TRAIN, *run_args(tmp_path), "--distributed"], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=RUN_DEADLINE_SECONDS)
-    lines = done.stderr.strip().splitlines()
-    assert done.returncode == 2 and len(lines) == 1 and "--distributed" in lines[0], done.stderr[-2000:]
-
-
-def test_launcher_usage_errors(capsys):
-    for argv, message in [([], "give the command after --"), (["--processes", "0", "--", "train.py"], ">= 1")]:
-        with pytest.raises(SystemExit) as exited:
-            launch.main(argv if argv else ["--processes", "2"])
-        assert exited.value.code == 2 and message in capsys.readouterr().err
