@@ -155,12 +155,12 @@ def make_train_step(model: MasterNet, tx: optax.GradientTransformation, config, 
         keep = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(finite, a, b), new, old)  # noqa: E731
         diverged = ~jnp.isfinite(loss) if dynamic_scale else ~finite  # fp16 gradient overflow: rescale, go on
         loss_scale, streak = _next_loss_scale(state, finite, dynamic_scale, optim.fp16_scale_growth_steps)
+        params, batch_stats = keep(params, state.params), keep(batch_stats, state.batch_stats)
         averaged = state.ema
-        if optim.ema_decay > 0:
-            decay = ema.decay_at(optim.ema_decay, optim.ema_warmup_power, state.step)
-            averaged = keep(ema.update(state.ema, {"params": params, "batch_stats": batch_stats}, decay), state.ema)
-        new_state = TrainState(step=state.step + 1, params=keep(params, state.params),
-                               batch_stats=keep(batch_stats, state.batch_stats),
+        if optim.ema_decay > 0:  # a step not applied leaves the EMA as it is: decay 1
+            decay = jnp.where(finite, ema.decay_at(optim.ema_decay, optim.ema_warmup_power, state.step), 1.0)
+            averaged = ema.update(state.ema, {"params": params, "batch_stats": batch_stats}, decay)
+        new_state = TrainState(step=state.step + 1, params=params, batch_stats=batch_stats,
                                opt_state=keep(opt_state, state.opt_state),
                                nonfinite=state.nonfinite + diverged.astype(jnp.int32),
                                loss_scale=loss_scale, finite_streak=streak, ema=averaged)
