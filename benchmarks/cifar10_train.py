@@ -11,8 +11,10 @@ benchmarks/results/cifar10_trials.json (overrides, epochs, top-1 of both weights
 machine), the table the README reports. Needs ../shared/data/cifar10-jpg.tgz (unpacked once into
 data/); exits with a message otherwise.
 """
+import fcntl
 import json
 import os
+import re
 import sys
 import tarfile
 import time
@@ -57,10 +59,13 @@ def overrides() -> list[str]:
 
 
 def append_trial(record: dict) -> None:
+    """Append to cifar10_trials.json; trials running side by side append in turn (a lock file)."""
     path = os.path.join(RESULTS, "cifar10_trials.json")
-    trials = json.load(open(path)) if os.path.isfile(path) else []
-    with open(path, "w") as f:
-        json.dump(trials + [record], f, indent=2)
+    with open(path + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        trials = json.load(open(path)) if os.path.isfile(path) else []
+        with open(path, "w") as f:
+            json.dump(trials + [record], f, indent=2)
 
 
 def cpu_record() -> dict:
@@ -74,7 +79,8 @@ def main(argv):
     with config.unlocked():
         config.data.source = f"folder:{root}"
         config.eval_every_epochs = config.num_epochs  # the evaluation split is read once, at the end
-        config.workdir = os.path.join(REPO, "workdirs", "cifar10_trial" if validation else "bench_cifar10")
+        trial = "cifar10_trial_" + re.sub(r"[^A-Za-z0-9]+", "_", flags.FLAGS.name).strip("_")
+        config.workdir = os.path.join(REPO, "workdirs", trial if validation else "bench_cifar10")
         if validation:
             config.data.holdout_size, config.data.holdout_seed = VALIDATION_IMAGES, VALIDATION_SEED
             config.data.eval_split = HOLDOUT_SPLIT
@@ -87,6 +93,8 @@ def main(argv):
               "ema_top1": final.eval_ema.get("top1"), "count": default["count"],
               "epochs": final.step * config.batch_size / (CIFAR10_TRAIN_IMAGES - config.data.holdout_size),
               "steps": final.step, "batch_size": config.batch_size, "wall_seconds": wall,
+              "recipe": {"optim": config.optim.to_dict(), "augment": config.augment.to_dict(),
+                         "eval_flip_tta": config.eval_flip_tta},
               "train_images_per_second": final.train_images_per_second, "model": final.model,
               "device": jax.devices()[0].device_kind, "cpu": cpu_record(), "cpu_count": os.cpu_count()}
     os.makedirs(RESULTS, exist_ok=True)

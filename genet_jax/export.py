@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoint:
         ckpt = load_model_checkpoint(args.checkpoint, raw=args.raw_weights)
         spec, variables, extras = ckpt.spec, ckpt.variables, ckpt.extras
-        print(f"weights: {ckpt.weights} ({ckpt.path})")
+        print(f"weights: {ckpt.weights} ({ckpt.path})", file=sys.stderr)
     else:
         model = create_model(args.arch, num_classes=args.num_classes)
         spec, variables, extras = model.spec, init_variables(model, args.seed), None

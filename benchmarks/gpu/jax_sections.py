@@ -35,7 +35,8 @@ def recipe(dtype: str, lr_per_256: float = 0.1) -> types.SimpleNamespace:
     return ns(dtype=dtype,
               augment=ns(label_smoothing=0.1, random_erase_prob=0.0, mixup_alpha=0.0, cutmix_alpha=0.0),
               optim=ns(lr_per_256=lr_per_256, warmup_epochs=0.0, weight_decay=4e-5, momentum=0.9, nesterov=True,
-                       grad_clip_norm=0.0, fp16_initial_loss_scale=2.0 ** 15, fp16_scale_growth_steps=2000),
+                       grad_clip_norm=0.0, fp16_initial_loss_scale=2.0 ** 15, fp16_scale_growth_steps=2000,
+                       accumulate_steps=1, ema_decay=0.0, ema_warmup_power=0.0),
               teacher=ns(checkpoint=""))
 
 
