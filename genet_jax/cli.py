@@ -20,6 +20,7 @@ from ml_collections import config_flags
 from genet_jax.errors import INPUT_ERROR_EXIT_CODE, InputError
 
 NOISY_LOGGERS = ("absl", "orbax", "jax._src", "grain")
+RAW_WEIGHTS_HELP = "the trained weights even where the checkpoint holds their EMA (used by default)"  # --raw-weights of export, predict, evaluate
 
 
 def setup_logging(quiet: tuple[str, ...] = ()) -> None:

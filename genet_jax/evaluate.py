@@ -30,7 +30,7 @@ flags.DEFINE_string("checkpoint", None, "model checkpoint or trainer workdir (or
 flags.DEFINE_string("onnx", None, "an ONNX export (python -m genet_jax.export --format onnx) to run on "
                                   "ONNX Runtime instead of a checkpoint")
 flags.DEFINE_string("provider", CPU_PROVIDER, "ONNX Runtime execution provider for --onnx")
-flags.DEFINE_bool("raw_weights", False, "the trained weights even where the checkpoint holds their EMA (used by default)")
+flags.DEFINE_bool("raw_weights", False, cli.RAW_WEIGHTS_HELP)
 flags.DEFINE_string("split", None, "split to evaluate (default: config.data.eval_split)")
 flags.DEFINE_integer("resolution", None, "evaluation crop size (default: the model's; an ONNX model's is fixed)")
 

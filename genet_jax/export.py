@@ -36,7 +36,7 @@ from genet_jax.models.network import create_model, init_variables
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.parser("python -m genet_jax.export", __doc__)
     parser.add_argument("--checkpoint", help="export: model checkpoint or trainer workdir")
-    parser.add_argument("--raw-weights", action="store_true", help="the trained weights even where the checkpoint holds their EMA (used by default)")
+    parser.add_argument("--raw-weights", action="store_true", help=cli.RAW_WEIGHTS_HELP)
     parser.add_argument("--arch", help="export: a freshly initialised NAME_OR_JSON (with --seed); "
                                        "import: the file's architecture (default: inferred)")
     parser.add_argument("--import-from", metavar="FILE.pth", help="import this PyTorch file")

@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--resolution", type=int, help="crop size S (default: the checkpoint spec's)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.add_argument("--raw-weights", action="store_true", help="the trained weights even where the checkpoint holds their EMA (used by default)")
+    parser.add_argument("--raw-weights", action="store_true", help=cli.RAW_WEIGHTS_HELP)
     return parser
 
 

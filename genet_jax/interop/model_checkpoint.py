@@ -49,6 +49,11 @@ class ModelCheckpoint:
     weights: str = RAW_WEIGHTS  # which of the step's weights `variables` holds: raw or ema
 
 
+def has_ema_weights(step_dir: str) -> bool:
+    """Whether a checkpoint step directory holds the EMA of its weights."""
+    return os.path.isdir(os.path.join(step_dir, EMA_ITEM))
+
+
 def checkpoint_root(path: str | os.PathLike) -> str:
     """A trainer workdir's `checkpoints/` folder, or `path` itself."""
     path = os.path.abspath(os.fspath(path))
@@ -97,7 +102,7 @@ def load_model_checkpoint(path: str | os.PathLike, step: Optional[int] = None, r
         elif step not in steps:
             raise CheckpointError(f"{root!r} has no step {step}; it has {sorted(steps)}")
         where = os.path.join(root, str(step))
-        weights = EMA_WEIGHTS if not raw and os.path.isdir(os.path.join(where, EMA_ITEM)) else RAW_WEIGHTS
+        weights = EMA_WEIGHTS if not raw and has_ema_weights(where) else RAW_WEIGHTS
         item = EMA_ITEM if weights == EMA_WEIGHTS else VARIABLES_ITEM
         try:
             model = manager.restore(step, args=ocp.args.Composite(**{MODEL_ITEM: ocp.args.JsonRestore()}))[MODEL_ITEM]

@@ -15,7 +15,7 @@ import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
-from genet_jax.interop.model_checkpoint import EMA_ITEM, MODEL_ITEM, VARIABLES_ITEM, CheckpointError
+from genet_jax.interop.model_checkpoint import EMA_ITEM, MODEL_ITEM, VARIABLES_ITEM, CheckpointError, has_ema_weights
 from genet_jax.training import ema
 from genet_jax.training.steps import TrainState
 
@@ -63,7 +63,7 @@ class TrainCheckpointer:
         """The state saved at `step` (default: the latest) and this host's data position. An EMA the
         run asks for but the checkpoint lacks (EMA switched on mid-run) starts from the weights."""
         step = self.latest_step() if step is None else step
-        with_ema = abstract_state.ema is not None and os.path.isdir(os.path.join(self.root, str(step), EMA_ITEM))
+        with_ema = abstract_state.ema is not None and has_ema_weights(os.path.join(self.root, str(step)))
         items = {VARIABLES_ITEM: ocp.args.StandardRestore(abstract_state.variables),
                  TRAIN_ITEM: ocp.args.StandardRestore(abstract_state.train_fields())}
         if with_ema:
@@ -75,11 +75,10 @@ class TrainCheckpointer:
             raise CheckpointError(f"cannot resume from {self.root}/{step} (truncated or written by a different "
                                   f"model or optimizer?): {type(e).__name__}: {text}") from None
         variables, train = restored[VARIABLES_ITEM], restored[TRAIN_ITEM]
-        averaged = None
-        if abstract_state.ema is not None:
-            averaged = restored[EMA_ITEM] if with_ema else ema.copy_of(variables)
-            if not with_ema:
-                log.info("%s/%d has no EMA weights: the EMA starts from the weights of that step", self.root, step)
+        averaged = restored[EMA_ITEM] if with_ema else None
+        if abstract_state.ema is not None and not with_ema:
+            log.info("%s/%d has no EMA weights: the EMA starts from the weights of that step", self.root, step)
+            averaged = ema.copy_of(variables)
         state = TrainState(params=variables["params"], batch_stats=variables["batch_stats"], ema=averaged, **train)
         return state, _read_data_state(self.data_root, step)
 
