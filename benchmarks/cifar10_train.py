@@ -96,7 +96,8 @@ def main(argv):
               "recipe": {"optim": config.optim.to_dict(), "augment": config.augment.to_dict(),
                          "eval_flip_tta": config.eval_flip_tta},
               "train_images_per_second": final.train_images_per_second, "model": final.model,
-              "device": jax.devices()[0].device_kind, "cpu": cpu_record(), "cpu_count": os.cpu_count()}
+              "device": jax.devices()[0].device_kind, "cpu": cpu_record(), "cpu_count": os.cpu_count(),
+              "finished_at": time.time()}
     os.makedirs(RESULTS, exist_ok=True)
     append_trial(result)
     if not validation:

@@ -27,6 +27,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -165,16 +166,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    if args.worker:
-        run_worker(args.worker, Plan(**json.loads(args.plan)), args.rows_file)
-        return 0
-    plan = QUICK if args.quick else FULL
-    plan = dataclasses.replace(plan, budgets={k: v * args.budget_scale for k, v in plan.budgets.items()})
-    started = time.perf_counter()
-    environment = host_environment()
-    sections = {}
+class Stopped(Exception):
+    """SIGTERM (a job's time limit, `timeout`): stop the section in flight, keep the finished ones."""
+
+
+def stop_on_signal(signum, frame):
+    raise Stopped(f"stopped by signal {signum}")
+
+
+def write_json(report: dict, out_dir: str) -> None:
+    """report.json alone, after every section: a run cut short keeps what it measured."""
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "report.json"), "w") as f:
+        json.dump(report, f, indent=2)
+
+
+def run_sections(args, plan: Plan, environment: dict, report: dict, out_dir) -> None:
+    """Run the chosen sections in order into report["sections"], saving report.json after each;
+    `out_dir(environment)` names the folder once the environment section has named the device."""
+    sections = report["sections"]
     for section in (s for s in SECTIONS if s in args.sections.split(",")):
         print(f"== {section}", flush=True)
         sections[section] = result = launch(section, plan, worker_environment(section, args.quick))
@@ -188,18 +198,43 @@ def main(argv=None) -> int:
         trained = [r for r in result["rows"] if section == "jax_training" and "batch" in r]
         if trained:  # torch trains at the batch JAX found to fit
             plan = dataclasses.replace(plan, train_batch_start=trained[0]["batch"])
+            report["plan"] = plan.to_dict()
+        write_json(report, out_dir(environment))
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.worker:
+        run_worker(args.worker, Plan(**json.loads(args.plan)), args.rows_file)
+        return 0
+    plan = QUICK if args.quick else FULL
+    plan = dataclasses.replace(plan, budgets={k: v * args.budget_scale for k, v in plan.budgets.items()})
+    started = time.perf_counter()
+    environment = host_environment()
+    report = {"environment": environment, "plan": plan.to_dict(), "sections": {}, "complete": False}
+
+    def out_dir(env: dict) -> str:
+        default = os.path.join(REPO, "workdirs", "gpu_report_quick") if args.quick else \
+            os.path.join(REPO, "benchmarks", "results", "gpu_report", slug(env.get("device", f"CPU ({env['cpu']})")))
+        return args.out_dir or default
+
+    signal.signal(signal.SIGTERM, stop_on_signal)
+    try:
+        run_sections(args, plan, environment, report, out_dir)
+        report["complete"] = True
+    except Stopped as stop:  # launch's subprocess.run has killed the section's worker
+        print(f"   {stop}: the report keeps the sections that finished", flush=True)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     environment.setdefault("device", f"CPU ({environment['cpu']})")
-    report = {"environment": environment, "plan": plan.to_dict(), "sections": sections,
-              "wall_seconds": time.perf_counter() - started}
-    default_dir = os.path.join(REPO, "workdirs", "gpu_report_quick") if args.quick else \
-        os.path.join(REPO, "benchmarks", "results", "gpu_report", slug(environment["device"]))
+    report["wall_seconds"] = time.perf_counter() - started
     from benchmarks.gpu.report import write_all  # after the sections: the parent keeps JAX unimported while they run
 
-    for path in write_all(report, args.out_dir or default_dir):
+    for path in write_all(report, out_dir(environment)):
         print(path)
-    failed = [name for name, s in sections.items() if s["status"] == "failed"]
-    print(f"report in {report['wall_seconds']:.0f} s" + (f"; failed sections: {', '.join(failed)}" if failed else ""))
-    return 1 if failed else 0
+    failed = [name for name, s in report["sections"].items() if s["status"] == "failed"]
+    print(f"report in {report['wall_seconds']:.0f} s" + (f"; failed sections: {', '.join(failed)}" if failed else "")
+          + ("" if report["complete"] else "; stopped before the last section"))
+    return 0 if report["complete"] and not failed else 1
 
 
 if __name__ == "__main__":

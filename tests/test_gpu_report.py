@@ -3,8 +3,10 @@ GPU runs), its files carry the keys the README lists, and time budgets cut a sec
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -14,6 +16,7 @@ from tests.conftest import REPO_ROOT
 
 REPORT = os.path.join(REPO_ROOT, "benchmarks", "gpu_report.py")
 INFERENCE = ("jax_inference", "torch_inference", "torch_compile")
+STOP_TEST_SECONDS = 120
 
 
 def run_report(out_dir, *args):
@@ -27,7 +30,7 @@ def run_report(out_dir, *args):
 @pytest.mark.slow
 def test_quick_report_runs_every_section_on_the_cpu(tmp_path):
     report = run_report(tmp_path)
-    assert set(report) == {"environment", "plan", "sections", "wall_seconds"}
+    assert set(report) == {"environment", "plan", "sections", "wall_seconds", "complete"} and report["complete"]
     env = report["environment"]
     for key in ("device", "cpu", "jax", "jaxlib", "flax", "torch", "python", "jax_device_kind", "conv_impl_auto"):
         assert env.get(key), key
@@ -67,6 +70,29 @@ def test_an_exhausted_budget_skips_measurements_and_says_which(tmp_path):
     assert section["status"] == "ok" and section["rows"] == []
     assert len(section["skipped"]) == 4 and section["skipped"][0].endswith("float16 batch 1")
     assert "skipped (time budget)" in (tmp_path / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_stopped_report_keeps_the_sections_that_finished(tmp_path):
+    """SIGTERM (a job's time limit) during the second section: report.json, .md and .csv still hold
+    the first section, say the run did not complete, and the section's worker is gone."""
+    report_json = tmp_path / "report.json"
+    process = subprocess.Popen([sys.executable, REPORT, "--quick", "--out-dir", str(tmp_path), "--sections",
+                                "environment,correctness"], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True,
+                               start_new_session=True)  # its own process group: the worker's too
+    deadline = time.monotonic() + STOP_TEST_SECONDS
+    while not report_json.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)  # written once the environment section has finished
+    assert process.poll() is None, "the report ended before it could be stopped"
+    process.send_signal(signal.SIGTERM)
+    out, _ = process.communicate(timeout=STOP_TEST_SECONDS)
+    assert process.returncode == 1 and "stopped by signal" in out, out
+    report = json.loads(report_json.read_text())
+    assert report["complete"] is False and list(report["sections"]) == ["environment"]
+    assert report["sections"]["environment"]["status"] == "ok"
+    assert (tmp_path / "report.md").exists() and (tmp_path / "report.csv").exists()
+    with pytest.raises(ProcessLookupError):  # no process of the group is left: the worker was killed
+        os.killpg(process.pid, 0)
 
 
 def test_bad_arguments_are_named():
