@@ -27,6 +27,7 @@ sys.path.insert(0, REPO)
 import jax  # noqa: E402
 
 from benchmarks.machine import lscpu_fields  # noqa: E402
+from genet_jax import cli  # noqa: E402
 from genet_jax.data.subsets import HOLDOUT_SPLIT  # noqa: E402
 from genet_jax.training.loop import train  # noqa: E402
 
@@ -41,6 +42,8 @@ config_flags.DEFINE_config_file("config", os.path.join(REPO, "configs", "cifar10
 flags.DEFINE_bool("validation", False, f"a trial: hold out {VALIDATION_IMAGES} training images and evaluate on "
                                        "them, never on the test split")
 flags.DEFINE_string("name", "", "the trial's name in cifar10_trials.json")
+flags.DEFINE_string("workdir", "", "checkpoints and logs (a run resumes from the one there); default: "
+                                   "workdirs/cifar10_trial_<name> for a trial, workdirs/bench_cifar10 for a final")
 
 
 def unpack() -> str:
@@ -74,13 +77,14 @@ def cpu_record() -> dict:
 
 
 def main(argv):
+    cli.setup_logging()  # the trainer's progress at INFO, orbax's and absl's chatter at WARNING
     config, validation = flags.FLAGS.config, flags.FLAGS.validation
     root = unpack()
     with config.unlocked():
         config.data.source = f"folder:{root}"
         config.eval_every_epochs = config.num_epochs  # the evaluation split is read once, at the end
         trial = "cifar10_trial_" + re.sub(r"[^A-Za-z0-9]+", "_", flags.FLAGS.name).strip("_")
-        config.workdir = os.path.join(REPO, "workdirs", trial if validation else "bench_cifar10")
+        config.workdir = flags.FLAGS.workdir or os.path.join(REPO, "workdirs", trial if validation else "bench_cifar10")
         if validation:
             config.data.holdout_size, config.data.holdout_seed = VALIDATION_IMAGES, VALIDATION_SEED
             config.data.eval_split = HOLDOUT_SPLIT

@@ -120,20 +120,26 @@ def launch(section: str, plan: Plan, env: dict) -> dict:
     os.close(fd)
     command = [sys.executable, os.path.abspath(__file__), "--worker", section, "--plan", json.dumps(plan.to_dict()),
                "--rows-file", rows_file]
-    started = time.perf_counter()
+    started, stopped = time.perf_counter(), None
     try:
         done = subprocess.run(command, env=env, timeout=plan.budgets[section] + WORKER_GRACE_SECONDS)
         status = "ok" if done.returncode == 0 else "failed"
         reason = "" if done.returncode == 0 else f"worker exited with code {done.returncode} (its log is above)"
     except subprocess.TimeoutExpired:
         status, reason = "failed", f"killed after {plan.budgets[section] + WORKER_GRACE_SECONDS} s"
-    with open(rows_file) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-    os.remove(rows_file)
+    except Stopped as stop:  # subprocess.run has killed the worker; keep what it measured
+        status, reason, stopped = "stopped", str(stop), stop
+    finally:
+        with open(rows_file) as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+        os.remove(rows_file)
     result = {"status": status, "seconds": time.perf_counter() - started,
               "rows": [r for r in rows if "skipped" not in r]}
     result.update({"reason": reason} if reason else {})
     result.update(next(({"skipped": r["skipped"]} for r in rows if "skipped" in r), {}))
+    if stopped:
+        stopped.section_result = result
+        raise stopped
     return result
 
 
@@ -167,18 +173,27 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 class Stopped(Exception):
-    """SIGTERM (a job's time limit, `timeout`): stop the section in flight, keep the finished ones."""
+    """SIGTERM or SIGINT (a job's time limit, `timeout`, Ctrl-C): stop the section in flight, keep
+    what finished. `section_result`: the stopped section's rows so far, set by `launch`."""
+    section_result: dict | None = None
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def stop_on_signal(signum, frame):
+    for stop_signal in STOP_SIGNALS:  # a second signal must not cut the writing of what finished
+        signal.signal(stop_signal, signal.SIG_IGN)
     raise Stopped(f"stopped by signal {signum}")
 
 
 def write_json(report: dict, out_dir: str) -> None:
-    """report.json alone, after every section: a run cut short keeps what it measured."""
+    """report.json alone, after every section (atomically): a run cut short keeps what it measured."""
     os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "report.json"), "w") as f:
+    path = os.path.join(out_dir, "report.json")
+    with open(path + ".tmp", "w") as f:
         json.dump(report, f, indent=2)
+    os.replace(path + ".tmp", path)
 
 
 def run_sections(args, plan: Plan, environment: dict, report: dict, out_dir) -> None:
@@ -187,7 +202,12 @@ def run_sections(args, plan: Plan, environment: dict, report: dict, out_dir) -> 
     sections = report["sections"]
     for section in (s for s in SECTIONS if s in args.sections.split(",")):
         print(f"== {section}", flush=True)
-        sections[section] = result = launch(section, plan, worker_environment(section, args.quick))
+        try:
+            sections[section] = result = launch(section, plan, worker_environment(section, args.quick))
+        except Stopped as stop:
+            if stop.section_result is not None:
+                sections[section] = stop.section_result
+            raise
         print(f"   {result['status']} in {result['seconds']:.0f} s, {len(result['rows'])} rows"
               + (f"; {result['reason']}" if result.get("reason") else ""), flush=True)
         if section == "environment" and result["rows"]:
@@ -218,13 +238,15 @@ def main(argv=None) -> int:
             os.path.join(REPO, "benchmarks", "results", "gpu_report", slug(env.get("device", f"CPU ({env['cpu']})")))
         return args.out_dir or default
 
-    signal.signal(signal.SIGTERM, stop_on_signal)
+    for stop_signal in STOP_SIGNALS:
+        signal.signal(stop_signal, stop_on_signal)
     try:
         run_sections(args, plan, environment, report, out_dir)
         report["complete"] = True
     except Stopped as stop:  # launch's subprocess.run has killed the section's worker
-        print(f"   {stop}: the report keeps the sections that finished", flush=True)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        print(f"   {stop}: the report keeps the sections that finished and the stopped one's rows", flush=True)
+    for stop_signal in STOP_SIGNALS:  # from here on a signal waits until the files are written
+        signal.signal(stop_signal, signal.SIG_IGN)
     environment.setdefault("device", f"CPU ({environment['cpu']})")
     report["wall_seconds"] = time.perf_counter() - started
     from benchmarks.gpu.report import write_all  # after the sections: the parent keeps JAX unimported while they run

@@ -75,7 +75,7 @@ def test_an_exhausted_budget_skips_measurements_and_says_which(tmp_path):
 @pytest.mark.slow
 def test_a_stopped_report_keeps_the_sections_that_finished(tmp_path):
     """SIGTERM (a job's time limit) during the second section: report.json, .md and .csv still hold
-    the first section, say the run did not complete, and the section's worker is gone."""
+    the first section and the stopped one, say the run did not complete, and its worker is gone."""
     report_json = tmp_path / "report.json"
     process = subprocess.Popen([sys.executable, REPORT, "--quick", "--out-dir", str(tmp_path), "--sections",
                                 "environment,correctness"], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True,
@@ -88,9 +88,11 @@ def test_a_stopped_report_keeps_the_sections_that_finished(tmp_path):
     out, _ = process.communicate(timeout=STOP_TEST_SECONDS)
     assert process.returncode == 1 and "stopped by signal" in out, out
     report = json.loads(report_json.read_text())
-    assert report["complete"] is False and list(report["sections"]) == ["environment"]
+    assert report["complete"] is False and list(report["sections"]) == ["environment", "correctness"]
     assert report["sections"]["environment"]["status"] == "ok"
-    assert (tmp_path / "report.md").exists() and (tmp_path / "report.csv").exists()
+    assert report["sections"]["correctness"]["status"] == "stopped"
+    assert "**Incomplete**: stopped in correctness" in (tmp_path / "report.md").read_text()
+    assert (tmp_path / "report.csv").exists() and not list(tmp_path.glob("*.tmp"))
     with pytest.raises(ProcessLookupError):  # no process of the group is left: the worker was killed
         os.killpg(process.pid, 0)
 

@@ -21,8 +21,9 @@ def measurement_rows(report: dict, sections) -> list[dict]:
 def write_all(report: dict, out_dir: str) -> list[str]:
     os.makedirs(out_dir, exist_ok=True)
     paths = [os.path.join(out_dir, name) for name in ("report.json", "report.csv", "report.md")]
-    with open(paths[0], "w") as f:
+    with open(paths[0] + ".tmp", "w") as f:
         json.dump(report, f, indent=2)
+    os.replace(paths[0] + ".tmp", paths[0])  # never a truncated copy in place of the last good one
     rows = measurement_rows(report, INFERENCE_SECTIONS + TRAINING_SECTIONS)
     columns = list(dict.fromkeys(key for row in rows for key in row))
     with open(paths[1], "w", newline="") as f:
@@ -51,8 +52,12 @@ def markdown(report: dict) -> str:
              _environment_line(env) + ".", "",
              f"Paper's protocol: {plan['warmup']} warm-up calls (+ the platform's warm-up seconds), {plan['runs']} "
              f"timed runs each ended by a device synchronisation, highest and lowest 10% dropped. "
-             f"Whole report: {report['wall_seconds']:.0f} s.", "",
-             "| section | status | seconds | note |", "|---|---|---:|---|"]
+             f"Whole report: {report['wall_seconds']:.0f} s.", ""]
+    if not report.get("complete", True):
+        stopped = [name for name, section in report["sections"].items() if section["status"] == "stopped"]
+        lines += [f"**Incomplete**: stopped{' in ' + stopped[0] if stopped else ''} before the last section; "
+                  "what follows is what finished.", ""]
+    lines += ["| section | status | seconds | note |", "|---|---|---:|---|"]
     for name, section in report["sections"].items():
         note = section.get("reason", "")
         if section.get("skipped"):
