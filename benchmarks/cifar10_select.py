@@ -30,6 +30,7 @@ sys.path.insert(0, REPO)
 
 from configs.cifar10 import CIFAR_GENET_SMALL, cifar_genet, genet_32, get_config  # noqa: E402
 from genet_jax.errors import INPUT_ERROR_EXIT_CODE  # noqa: E402
+from genet_jax.measure.output import write_json  # noqa: E402
 
 TRAIN_SCRIPT = os.path.join(REPO, "benchmarks", "cifar10_train.py")
 RESULTS = os.path.join(REPO, "benchmarks", "results")
@@ -213,10 +214,7 @@ def read_selection(round_number: int) -> dict | None:
 
 
 def write_selection(selection: dict) -> None:
-    path = selection_path(selection["round"])
-    with open(path + ".tmp", "w") as f:
-        json.dump(selection, f, indent=2)
-    os.replace(path + ".tmp", path)
+    write_json(selection_path(selection["round"]), selection)
 
 
 def plot_best_effort() -> None:

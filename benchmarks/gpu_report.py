@@ -39,6 +39,7 @@ sys.path.insert(0, REPO)
 
 from benchmarks.gpu.plan import FULL, QUICK, SECTIONS, Budget, Plan  # noqa: E402
 from genet_jax import versions  # noqa: E402
+from genet_jax.measure.output import write_json  # noqa: E402
 
 WORKER_GRACE_SECONDS = 120  # past its budget a section may still finish the measurement it started
 PACKAGES = ("jax", "jaxlib", "jax-cuda13-plugin", "jax-cuda12-plugin", "flax", "optax", "numpy", "torch", "timm")
@@ -187,15 +188,6 @@ def stop_on_signal(signum, frame):
     raise Stopped(f"stopped by signal {signum}")
 
 
-def write_json(report: dict, out_dir: str) -> None:
-    """report.json alone, after every section (atomically): a run cut short keeps what it measured."""
-    os.makedirs(out_dir, exist_ok=True)
-    path = os.path.join(out_dir, "report.json")
-    with open(path + ".tmp", "w") as f:
-        json.dump(report, f, indent=2)
-    os.replace(path + ".tmp", path)
-
-
 def run_sections(args, plan: Plan, environment: dict, report: dict, out_dir) -> None:
     """Run the chosen sections in order into report["sections"], saving report.json after each;
     `out_dir(environment)` names the folder once the environment section has named the device."""
@@ -219,7 +211,7 @@ def run_sections(args, plan: Plan, environment: dict, report: dict, out_dir) -> 
         if trained:  # torch trains at the batch JAX found to fit
             plan = dataclasses.replace(plan, train_batch_start=trained[0]["batch"])
             report["plan"] = plan.to_dict()
-        write_json(report, out_dir(environment))
+        write_json(os.path.join(out_dir(environment), "report.json"), report)  # a run cut short keeps this
 
 
 def main(argv=None) -> int:

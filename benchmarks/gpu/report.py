@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import csv
-import json
 import os
 
-from genet_jax.measure.output import new_figure, save_figure
+from genet_jax.measure.output import new_figure, save_figure, write_json
 
 INFERENCE_SECTIONS = ("jax_inference", "torch_inference", "torch_compile", "peers")
 TRAINING_SECTIONS = ("jax_training", "torch_training")
@@ -21,9 +20,7 @@ def measurement_rows(report: dict, sections) -> list[dict]:
 def write_all(report: dict, out_dir: str) -> list[str]:
     os.makedirs(out_dir, exist_ok=True)
     paths = [os.path.join(out_dir, name) for name in ("report.json", "report.csv", "report.md")]
-    with open(paths[0] + ".tmp", "w") as f:
-        json.dump(report, f, indent=2)
-    os.replace(paths[0] + ".tmp", paths[0])  # never a truncated copy in place of the last good one
+    write_json(paths[0], report)
     rows = measurement_rows(report, INFERENCE_SECTIONS + TRAINING_SECTIONS)
     columns = list(dict.fromkeys(key for row in rows for key in row))
     with open(paths[1], "w", newline="") as f:

@@ -1,9 +1,22 @@
-"""CSV and plot output shared by the measurement tools (matplotlib's file-only Agg backend)."""
+"""CSV, JSON and plot output shared by the measurement tools (matplotlib's file-only Agg backend)."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 from typing import Sequence
+
+
+def write_json(path: str, data) -> str:
+    """`data` as indented JSON, atomically: a kill leaves the old file or the new one, never half of one."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
 
 
 def write_csv(path: str, rows: Sequence[dict]) -> str:

@@ -12,6 +12,8 @@ from typing import Callable, Iterable
 
 import jax
 
+from genet_jax.measure import output
+
 log = logging.getLogger(__name__)
 
 PATTERN = "finetunes-*.jsonl"
@@ -71,13 +73,7 @@ def fingerprint(*parts) -> str:
 def write_json(path: str, data) -> None:
     if jax.process_index() != 0:  # multi-host: one writer
         return
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)  # atomic: a kill leaves the old file or the new one, never half of one
+    output.write_json(path, data)
 
 
 def read_json(path: str):
