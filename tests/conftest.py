@@ -2,8 +2,11 @@
 workplace; on a fresh clone without it, tests that need it are skipped and the rest use images
 generated here (still real JPEG/PNG encoding and decoding)."""
 import os
+import shutil
 import tarfile
+import tempfile
 
+import jax
 import numpy as np
 import pytest
 from PIL import Image
@@ -12,6 +15,25 @@ from genet_jax.latency.timing import ProbeSettings
 from genet_jax.nas.latency_table import build_latency_table
 from tests.nas_helpers import MASTER, SPACE
 
+
+def share_one_compilation_cache() -> str | None:
+    """Point this run's processes (pytest, its xdist workers, every train.py / search.py they start)
+    at one persistent XLA cache, so that a resumed, re-sharded or repeated run loads what an earlier
+    one compiled. The workers inherit the environment. Returns the directory to delete when the run
+    ends (None where the caller configured a cache already, or in a worker)."""
+    if "JAX_COMPILATION_CACHE_DIR" in os.environ:
+        created = None
+    else:
+        created = tempfile.mkdtemp(prefix="genet-jax-test-xla-cache-")
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = created
+        os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")  # the test nets compile fast
+    jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                      float(os.environ.get("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")))
+    return created
+
+
+OWN_COMPILATION_CACHE = share_one_compilation_cache()
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CIFAR_ARCHIVE = os.path.join(REPO_ROOT, "..", "shared", "data", "cifar10-jpg.tgz")
 
@@ -54,3 +76,8 @@ def tiny_table():
     keys = [["XX-k3-r1"], ["BL-k3-r0.25", "DW-k3-r3"], ["DW-k3-r3"]]
     settings = ProbeSettings(batch=8, runs=5, warmup=1, rounds=1)
     return keys, build_latency_table(MASTER, keys, SPACE, 16, settings, grid_points=2, progress=False)
+
+
+def pytest_unconfigure(config):
+    if OWN_COMPILATION_CACHE:
+        shutil.rmtree(OWN_COMPILATION_CACHE, ignore_errors=True)
