@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -30,7 +29,7 @@ sys.path.insert(0, REPO)
 
 from configs.cifar10 import CIFAR_GENET_SMALL, cifar_genet, genet_32, get_config  # noqa: E402
 from genet_jax.errors import INPUT_ERROR_EXIT_CODE  # noqa: E402
-from genet_jax.measure.output import write_json  # noqa: E402
+from genet_jax.measure.output import file_slug, new_figure, save_figure, write_json  # noqa: E402
 
 TRAIN_SCRIPT = os.path.join(REPO, "benchmarks", "cifar10_train.py")
 RESULTS = os.path.join(REPO, "benchmarks", "results")
@@ -88,10 +87,6 @@ ROUNDS = {
 }
 
 
-def slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_")
-
-
 def run_all(commands: dict[str, list[str]], parallel: int, env: dict, logs: str) -> dict[str, int]:
     """Run the commands `parallel` at a time; name -> exit code. Stopping this stops them too."""
     os.makedirs(logs, exist_ok=True)
@@ -100,7 +95,7 @@ def run_all(commands: dict[str, list[str]], parallel: int, env: dict, logs: str)
         while waiting or running:
             while waiting and len(running) < parallel:
                 name, command = waiting.pop(0)
-                log = open(os.path.join(logs, slug(name) + ".log"), "w")
+                log = open(os.path.join(logs, file_slug(name) + ".log"), "w")
                 running[name] = (subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env), log)
             for name, (process, log) in list(running.items()):
                 if process.poll() is not None:
@@ -156,7 +151,7 @@ def run_trials(args, candidates: dict[str, list[str]]) -> dict:
     started, round_dir = time.time(), os.path.join(WORKDIRS, f"cifar10_round{args.round}")
     trial_env = {**os.environ, "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}  # several processes share one GPU
     trials = {name: [sys.executable, TRAIN_SCRIPT, "--validation", f"--name={name}",
-                     f"--workdir={os.path.join(round_dir, slug(name))}", *overrides, *args.machine_override]
+                     f"--workdir={os.path.join(round_dir, file_slug(name))}", *overrides, *args.machine_override]
               for name, overrides in candidates.items()}
     codes = run_all(trials, args.parallel, trial_env, os.path.join(round_dir, "logs"))
     records = trial_records(set(candidates), started)
@@ -255,8 +250,6 @@ def budget_runs(records: list[dict]) -> dict[str, list[tuple[float, float, float
 def plot_trials(path: str | None = None) -> str:
     """Top-1 against multiply-adds of every 25-epoch run: holdout trials as dots, finals (test) as
     stars, the raw weights hollow beside the default ones."""
-    from genet_jax.measure.output import new_figure, save_figure
-
     with open(os.path.join(RESULTS, "cifar10_trials.json")) as f:
         runs = budget_runs(json.load(f))
     fig, (ax,) = new_figure(width=PLOT_SIZE[0], height=PLOT_SIZE[1])

@@ -14,7 +14,6 @@ data/); exits with a message otherwise.
 import fcntl
 import json
 import os
-import re
 import sys
 import tarfile
 import time
@@ -29,6 +28,7 @@ import jax  # noqa: E402
 from benchmarks.machine import lscpu_fields  # noqa: E402
 from genet_jax import cli  # noqa: E402
 from genet_jax.data.subsets import HOLDOUT_SPLIT  # noqa: E402
+from genet_jax.measure.output import file_slug  # noqa: E402
 from genet_jax.training.loop import train  # noqa: E402
 
 ARCHIVE = os.path.join(REPO, "..", "shared", "data", "cifar10-jpg.tgz")
@@ -83,7 +83,7 @@ def main(argv):
     with config.unlocked():
         config.data.source = f"folder:{root}"
         config.eval_every_epochs = config.num_epochs  # the evaluation split is read once, at the end
-        trial = "cifar10_trial_" + re.sub(r"[^A-Za-z0-9]+", "_", flags.FLAGS.name).strip("_")
+        trial = "cifar10_trial_" + file_slug(flags.FLAGS.name)
         config.workdir = flags.FLAGS.workdir or os.path.join(REPO, "workdirs", trial if validation else "bench_cifar10")
         if validation:
             config.data.holdout_size, config.data.holdout_seed = VALIDATION_IMAGES, VALIDATION_SEED

@@ -20,16 +20,16 @@ def share_one_compilation_cache() -> str | None:
     """Point this run's processes (pytest, its xdist workers, every train.py / search.py they start)
     at one persistent XLA cache, so that a resumed, re-sharded or repeated run loads what an earlier
     one compiled. The workers inherit the environment. Returns the directory to delete when the run
-    ends (None where the caller configured a cache already, or in a worker)."""
+    ends (None where a cache was configured already: by the caller, or for a worker by pytest's
+    main process; JAX read those settings from the environment when it was imported)."""
     if "JAX_COMPILATION_CACHE_DIR" in os.environ:
-        created = None
-    else:
-        created = tempfile.mkdtemp(prefix="genet-jax-test-xla-cache-")
-        os.environ["JAX_COMPILATION_CACHE_DIR"] = created
-        os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")  # the test nets compile fast
-    jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+        return None
+    created = tempfile.mkdtemp(prefix="genet-jax-test-xla-cache-")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = created
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")  # the test nets compile fast
+    jax.config.update("jax_compilation_cache_dir", created)  # jax was imported before the variables were set
     jax.config.update("jax_persistent_cache_min_compile_time_secs",
-                      float(os.environ.get("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")))
+                      float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
     return created
 
 

@@ -4,7 +4,14 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 from typing import Sequence
+
+
+def file_slug(name: str) -> str:
+    """`name` as a file or folder name: each run of characters other than ASCII letters and digits
+    becomes one underscore."""
+    return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_")
 
 
 def write_json(path: str, data) -> str:
