@@ -10,7 +10,6 @@ import logging
 import os
 import sys
 
-from absl import flags
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 if REPO not in sys.path:
@@ -18,6 +17,10 @@ if REPO not in sys.path:
 
 
 from genet_jax import cli, distributed  # noqa: E402
+
+cli.require_extra_or_exit("train", "python search.py")
+
+from absl import flags  # noqa: E402
 from genet_jax.errors import InputError  # noqa: E402
 from genet_jax.nas.driver import run_search  # noqa: E402
 

@@ -6,7 +6,6 @@ CPU). Re-running the same command resumes from the workdir's latest checkpoint.
 import os
 import sys
 
-from absl import flags
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 if REPO not in sys.path:
@@ -14,6 +13,10 @@ if REPO not in sys.path:
 
 
 from genet_jax import cli, distributed  # noqa: E402
+
+cli.require_extra_or_exit("train", "python train.py")
+
+from absl import flags  # noqa: E402
 from genet_jax.training.loop import train  # noqa: E402
 
 cli.define_config_file("config", os.path.join(REPO, "configs", "default.py"),

@@ -64,6 +64,7 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.init_from = ml_collections.ConfigDict()
     c.init_from.checkpoint = ""      # fine-tune from this checkpoint; the head is re-initialised on a class change
+    c.init_from.pretrained = ""      # or from published weights (genet_normal, ...), a weights file/folder or Hub id
 
     c.checkpoint = ml_collections.ConfigDict()
     c.checkpoint.every_steps = 1000

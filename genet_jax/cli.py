@@ -14,10 +14,8 @@ import logging
 import sys
 from typing import Callable, Optional, Sequence
 
-from absl import app, flags
-from ml_collections import config_flags
-
 from genet_jax.errors import INPUT_ERROR_EXIT_CODE, InputError
+from genet_jax.versions import require_supported
 
 NOISY_LOGGERS = ("absl", "orbax", "jax._src", "grain")
 RAW_WEIGHTS_HELP = "the trained weights even where the checkpoint holds their EMA (used by default)"  # --raw-weights of export, predict, evaluate
@@ -45,9 +43,21 @@ def report(error: BaseException) -> int:
     return INPUT_ERROR_EXIT_CODE
 
 
-def exit_code_of(command: Callable[[], int]) -> int:
-    """Run `command`; an InputError becomes its one-line message and exit code 2."""
+def require_extra_or_exit(extra: str, command: str) -> None:
+    """For a tool's first lines, before it imports what `extra` installs: one line and exit code 2 when
+    that extra is missing (genet_jax.optional.EXTRA_MODULES)."""
+    from genet_jax.optional import MissingDependency, require_extra
     try:
+        require_extra(extra, command)
+    except MissingDependency as e:
+        sys.exit(report(e))
+
+
+def exit_code_of(command: Callable[[], int]) -> int:
+    """Run `command` (after checking the installed JAX releases); an InputError becomes its one-line
+    message and exit code 2."""
+    try:
+        require_supported()
         return command()
     except InputError as e:
         return report(e)
@@ -61,6 +71,7 @@ def _unknown_config_field(error: Exception) -> str:
 def define_config_file(name: str, default: str, help_text: str, **kwargs) -> None:
     """`config_flags.DEFINE_config_file`; ml_collections applies the command line's `--NAME.field=`
     overrides to the default file right here, so an unknown field is reported here."""
+    from ml_collections import config_flags  # the train extra, like every config-file tool
     try:
         config_flags.DEFINE_config_file(name, default, help_text, **kwargs)
     except (AttributeError, KeyError) as e:
@@ -68,6 +79,7 @@ def define_config_file(name: str, default: str, help_text: str, **kwargs) -> Non
 
 
 def _parse_absl_flags(argv: Sequence[str]) -> list[str]:
+    from absl import flags
     try:
         return flags.FLAGS(list(argv))
     except flags.Error as e:
@@ -78,6 +90,7 @@ def _parse_absl_flags(argv: Sequence[str]) -> list[str]:
 
 def run_absl(main: Callable[[list[str]], int], argv: Optional[Sequence[str]] = None) -> None:
     """absl's app.run for the config-file tools, with flag errors reported like every InputError."""
+    from absl import app
     def checked_main(args: list[str]) -> None:
         if len(args) > 1:
             sys.exit(report(f"unexpected arguments: {args[1:]}"))

@@ -10,13 +10,20 @@ A process that stops sending heartbeats (killed, its host lost) is declared dead
 timeout (GENET_JAX_HEARTBEAT_SECONDS, default 60); JAX then aborts every other process with "the JAX
 distributed service detected fatal errors ... another task died" instead of letting it wait forever
 in a collective, and the same command again resumes from the last complete checkpoint.
+
+Under jax >= 0.12 on CPU devices a multi-process job does not use JAX's persistent compilation cache:
+with jax 0.12.1, processes that load their train step from the cache (a resumed job, or one that
+compiles what another job cached) hang in its first cross-process collective, while the same job
+compiling afresh runs (tests/test_multiprocess.py, kill -9 then resume). jax 0.10.2 is not affected.
 """
 from __future__ import annotations
 
+import logging
 import os
 from typing import Optional
 
 import jax
+from packaging.version import Version
 
 from genet_jax.errors import InputError
 
@@ -26,6 +33,9 @@ COORDINATOR_ENV = "JAX_COORDINATOR_ADDRESS"  # read by JAX itself too
 HEARTBEAT_ENV = "GENET_JAX_HEARTBEAT_SECONDS"
 HEARTBEAT_TIMEOUT_SECONDS = 60  # JAX's default is 100 s; a lost host is noticed within a minute
 INITIALIZATION_TIMEOUT_SECONDS = 300
+CPU_CACHE_HANGS_FROM = Version("0.12")  # the first JAX whose cached multi-process CPU executables hang (0.12.1)
+
+log = logging.getLogger("genet_jax.distributed")
 
 
 class DistributedError(InputError, RuntimeError):
@@ -63,3 +73,13 @@ def initialize() -> None:
     except ValueError as e:  # no cluster detected and nothing given
         raise DistributedError(f"--distributed: {e} (run under srun / mpirun / a Kubernetes Job, set "
                                f"{COORDINATOR_ENV}, or start the processes with python -m genet_jax.launch)") from None
+    _skip_the_compilation_cache_where_it_hangs()
+
+
+def _skip_the_compilation_cache_where_it_hangs() -> None:
+    """See the module docstring: multi-process CPU jobs under jax >= 0.12 compile afresh."""
+    if (jax.process_count() > 1 and jax.default_backend() == "cpu" and jax.config.jax_enable_compilation_cache
+            and Version(jax.__version__) >= CPU_CACHE_HANGS_FROM):
+        jax.config.update("jax_enable_compilation_cache", False)
+        log.info("jax %s, %d processes on CPU: the persistent compilation cache is off (cached multi-process CPU "
+                 "executables hang in their first collective)", jax.__version__, jax.process_count())

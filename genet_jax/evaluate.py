@@ -9,17 +9,21 @@ import json
 import os
 import sys
 
-import jax
-from absl import flags
-
 from genet_jax import cli
-from genet_jax.data.sources import open_source
-from genet_jax.errors import InputError
-from genet_jax.interop.model_checkpoint import load_model_checkpoint
-from genet_jax.interop.onnx_evaluation import evaluate_onnx
-from genet_jax.interop.onnx_runtime import CPU_PROVIDER, ExportedModel
-from genet_jax.training.config import model_from_config
-from genet_jax.training.evaluation import Evaluator
+
+if __name__ == "__main__":  # run as a program (never on import): a missing extra is one line, exit code 2
+    cli.require_extra_or_exit("train", "python -m genet_jax.evaluate")
+
+import jax  # noqa: E402
+from absl import flags  # noqa: E402
+
+from genet_jax.data.sources import open_source  # noqa: E402
+from genet_jax.errors import InputError  # noqa: E402
+from genet_jax.interop.model_checkpoint import load_model_checkpoint  # noqa: E402
+from genet_jax.interop.onnx_evaluation import evaluate_onnx  # noqa: E402
+from genet_jax.interop.onnx_runtime import CPU_PROVIDER, ExportedModel  # noqa: E402
+from genet_jax.training.config import model_from_config  # noqa: E402
+from genet_jax.training.evaluation import Evaluator  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:  # the config files import configs.common, whatever the working directory

@@ -3,6 +3,8 @@
 PyTorch and ONNX export, PyTorch import. Export a checkpoint (or a freshly initialised architecture):
     python -m genet_jax.export --checkpoint DIR --format official|timm|torch --out FILE.pth
     python -m genet_jax.export --arch NAME_OR_JSON --seed N --format ... --out FILE.pth
+    python -m genet_jax.export --checkpoint DIR --format hub --out FOLDER   (model.safetensors + config.json +
+        README.md model card, the Hugging Face Hub's conventions: genet_jax.pretrained.saving)
     python -m genet_jax.export --checkpoint DIR --format onnx [--dtype float16] [--input-layout NHWC] --out FILE.onnx
     python -m genet_jax.export --checkpoint DIR --format onnx --quantize int8 --calibration SOURCE [--calibration-split S]
         [--calibration-images 256] --out FILE.onnx     (static QDQ INT8: genet_jax.interop.onnx_quantize)
@@ -31,6 +33,10 @@ from genet_jax.interop.onnx_quantize import (DEFAULT_CALIBRATION_IMAGES, QUANTIZ
 from genet_jax.interop.pth_files import export_pth, import_pth
 from genet_jax.interop.state_dict import LAYOUTS
 from genet_jax.models.network import create_model, init_variables
+from genet_jax.pretrained.catalog import EvalPreprocessing
+from genet_jax.pretrained.saving import run_metadata, save_pretrained
+
+HUB_FORMAT = "hub"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,8 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--arch", help="export: a freshly initialised NAME_OR_JSON (with --seed); "
                                        "import: the file's architecture (default: inferred)")
     parser.add_argument("--import-from", metavar="FILE.pth", help="import this PyTorch file")
-    parser.add_argument("--format", choices=(*LAYOUTS, "onnx"), help="state_dict key layout, or onnx (export: "
-                        "required; import: checked against the file)")
+    parser.add_argument("--format", choices=(*LAYOUTS, HUB_FORMAT, "onnx"), help="state_dict key layout, a Hub "
+                        "folder, or onnx (export: required; import: checked against the file)")
     parser.add_argument("--dtype", choices=ONNX_DTYPES, default="float32", help="onnx: the weights' dtype "
                         "(input and logits stay float32)")
     parser.add_argument("--input-layout", choices=ONNX_LAYOUTS, default="NCHW", help="onnx: the input's layout")
@@ -80,11 +86,22 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "onnx":
         metadata = {**ckpt.metadata, "weights": ckpt.weights} if args.checkpoint else {}
         paths = [export_onnx_file(args, spec, variables, metadata, calibration)]
+    elif args.format == HUB_FORMAT:
+        paths = export_hub_folder(args, spec, variables, extras, ckpt if args.checkpoint else None)
     else:
         paths = export_pth(spec, variables, args.format, args.out, extras)
     for path in paths:
         print(f"wrote {path}")
     return 0
+
+
+def export_hub_folder(args: argparse.Namespace, spec, variables, extras, ckpt=None) -> list[str]:
+    """--format hub: save_pretrained's folder, with the run's data, recipe and metrics in its card."""
+    metadata = ckpt.metadata if ckpt else {}
+    crop_fraction = args.crop_fraction or metadata.get("eval_crop_fraction", EVAL_CROP_FRACTION)
+    run = run_metadata(ckpt.path, metadata, ckpt.weights) if ckpt else {"weights": f"initialised (seed {args.seed})"}
+    return save_pretrained(args.out, spec, variables, preprocessing=EvalPreprocessing(spec.resolution, crop_fraction),
+                           class_names=metadata.get("class_names"), metadata=run, extras=extras)
 
 
 def export_onnx_file(args: argparse.Namespace, spec, variables, metadata: dict, calibration=None) -> str:
@@ -116,8 +133,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         parser.error("--quantize int8 needs --calibration SOURCE (e.g. folder:DIR, tfds:NAME, digits)")
     if args.crop_fraction is not None and not 0 < args.crop_fraction <= 1:
         parser.error(f"--crop-fraction must be in (0, 1], got {args.crop_fraction}")
-    if args.import_from and args.format == "onnx":
-        parser.error("--import-from reads PyTorch files; onnx is an export format")
+    if args.import_from and args.format in ("onnx", HUB_FORMAT):
+        parser.error(f"--import-from reads PyTorch files; {args.format} is an export format "
+                     "(a Hub folder loads with genet_jax.load_pretrained)")
     return cli.exit_code_of(lambda: run(args))
 
 

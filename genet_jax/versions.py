@@ -1,21 +1,24 @@
-"""The releases of JAX and its libraries this project is tested with, checked where they are imported.
+"""The releases of JAX and its libraries this project is tested with.
 
-A version outside its range stops the import with one line naming the package, the version found
-and the range (the CLIs exit with code 2): an untested JAX is more likely to be silently wrong
-(changed numerics, a renamed sharding API behaving differently) than to fail on its own.
-`GENET_JAX_IGNORE_VERSIONS=1` turns the error into a warning, for trying a new release.
+Nothing here runs at import. A library user gets an `UnsupportedVersionWarning` naming the package, the
+version found and the range when a model is created under an untested release (an untested JAX is more
+likely to be silently wrong, through changed numerics or a renamed sharding API, than to fail on its
+own). The command-line tools refuse to start instead: one line and exit code 2 (genet_jax.cli), unless
+`GENET_JAX_IGNORE_VERSIONS=1`, which lets them run with the warning.
 
-requirements.txt and pyproject.toml carry the same ranges (tests/test_versions.py checks).
+pyproject.toml and requirements.txt carry the same ranges (tests/test_versions.py checks).
 """
 from __future__ import annotations
 
 import os
-import sys
 import warnings
+from functools import lru_cache
 from importlib import metadata
 
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
+
+from genet_jax.errors import InputError
 
 # jax 0.10.2 is the newest release for Python 3.11; 0.11.x is what GPU images carry (CUDA 13);
 # 0.12.x is current. flax 0.12.11 was yanked (a traverse_util bug; this project uses traverse_util).
@@ -27,11 +30,14 @@ SUPPORTED = {
     "orbax-checkpoint": ">=0.12.8,<0.13",
 }
 IGNORE_ENV = "GENET_JAX_IGNORE_VERSIONS"
-UNSUPPORTED_EXIT_CODE = 2
 
 
-class UnsupportedVersionError(ImportError):
-    """An installed package outside the range this project supports."""
+class UnsupportedVersionError(InputError):
+    """An installed package outside the range this project supports (raised by the CLIs)."""
+
+
+class UnsupportedVersionWarning(RuntimeWarning):
+    """An installed package outside the range this project supports (warned by the library)."""
 
 
 def installed_version(distribution: str) -> str | None:
@@ -45,36 +51,29 @@ def check(distribution: str, version: str | None = None) -> str | None:
     """The problem with `distribution` at `version` (default: the installed one), or None."""
     version = installed_version(distribution) if version is None else version
     if version is None:
-        return None  # not installed: its import fails on its own, naming it
+        return None  # not installed: an optional part (the train extra's optax, orbax), or its import fails
     if Version(version) not in SpecifierSet(SUPPORTED[distribution]):
         return (f"genet_jax supports {distribution}{SUPPORTED[distribution]}, found {version}: "
                 f"pip install \"{distribution}{SUPPORTED[distribution]}\" (or set {IGNORE_ENV}=1 to try it anyway)")
     return None
 
 
-def require(*distributions: str) -> None:
-    """Raise UnsupportedVersionError for the first of `distributions` installed outside its range."""
-    for distribution in distributions:
-        problem = check(distribution)
-        if problem is None:
-            continue
-        if os.environ.get(IGNORE_ENV) == "1":
-            warnings.warn(problem, RuntimeWarning, stacklevel=2)
-            continue
-        _report_uncaught_in_one_line()
-        raise UnsupportedVersionError(problem)
+@lru_cache(maxsize=1)
+def installed_problems() -> tuple[str, ...]:
+    """The problem of every installed package of SUPPORTED outside its range."""
+    return tuple(problem for problem in map(check, SUPPORTED) if problem)
 
 
-def _report_uncaught_in_one_line() -> None:
-    """Left uncaught (a CLI run), the error prints as one line and exits with code 2. Set only when
-    the import is failing anyway, so nothing else in the process depends on the hook."""
-    previous = sys.excepthook
+def warn_if_unsupported() -> None:
+    """An UnsupportedVersionWarning per installed package outside its range (Python shows each once)."""
+    for problem in installed_problems():
+        warnings.warn(problem, UnsupportedVersionWarning, stacklevel=3)
 
-    def hook(kind, value, traceback):
-        if issubclass(kind, UnsupportedVersionError):
-            print(f"error: {value}", file=sys.stderr, flush=True)
-            sys.stdout.flush()
-            os._exit(UNSUPPORTED_EXIT_CODE)
-        previous(kind, value, traceback)
 
-    sys.excepthook = hook
+def require_supported() -> None:
+    """For the CLIs: UnsupportedVersionError for the first installed package outside its range, unless
+    IGNORE_ENV=1."""
+    problems = installed_problems()
+    if problems and os.environ.get(IGNORE_ENV) != "1":
+        raise UnsupportedVersionError(problems[0])
+    warn_if_unsupported()

@@ -13,8 +13,10 @@ from PIL import Image, UnidentifiedImageError
 
 from genet_jax.errors import InputError
 
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)  # of pixels scaled to [0, 1]
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)  # of pixels scaled to [0, 1]
+IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
+IMAGENET_MEAN = np.array(IMAGENET_MEAN_RGB, np.float32)
+IMAGENET_STD = np.array(IMAGENET_STD_RGB, np.float32)
 PIXEL_SCALE = 255.0  # 8-bit pixels -> [0, 1]
 EVAL_CROP_FRACTION = 0.875
 

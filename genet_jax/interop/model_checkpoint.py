@@ -17,16 +17,12 @@ import dataclasses
 import os
 from typing import Mapping, Optional
 
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from genet_jax.arch.spec import NetworkSpec, SpecError
 from genet_jax.errors import InputError
-from genet_jax.versions import require
-
-require("orbax-checkpoint")
-
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-import orbax.checkpoint as ocp  # noqa: E402
-
-from genet_jax.arch.spec import NetworkSpec, SpecError  # noqa: E402
 
 VARIABLES_ITEM = "variables"
 MODEL_ITEM = "model"
@@ -109,7 +105,7 @@ def load_model_checkpoint(path: str | os.PathLike, step: Optional[int] = None, r
             # A target on this process's first device makes the restore independent of the
             # device topology the checkpoint was written from (e.g. 8 devices -> 1).
             metadata = manager.item_metadata(step)[item]
-            device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+            device = jax.sharding.make_single_device_sharding(jax.local_devices()[0])  # SingleDeviceSharding: deprecated in jax 0.12.1
             target = jax.tree_util.tree_map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
                                             metadata, is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"))
             state = manager.restore(step, args=ocp.args.Composite(**{item: ocp.args.StandardRestore(target)}))[item]

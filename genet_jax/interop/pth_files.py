@@ -14,7 +14,6 @@ from genet_jax.arch.registry import list_models, resolve_spec
 from genet_jax.arch.spec import NetworkSpec
 from genet_jax.arch.structure_string import to_structure_string
 from genet_jax.errors import InputError
-from genet_jax.interop.model_checkpoint import save_model_checkpoint
 from genet_jax.interop.state_dict import (StateDictError, detect_layout, from_state_dict, head_name, state_dict_keys,
                                           timm_config, timm_model_name, to_state_dict)
 from genet_jax.optional import require
@@ -137,6 +136,7 @@ def read_pth(path: str, layout: Optional[str] = None,
 
 
 def import_pth(path: str, out: str, layout: Optional[str] = None, arch: Optional[str] = None) -> str:
+    from genet_jax.interop.model_checkpoint import save_model_checkpoint  # orbax: the train extra
     spec, variables, extras, detected = read_pth(path, layout, arch)
     return save_model_checkpoint(out, spec, variables, extras=extras,
                                  metadata={"imported_from": os.path.abspath(path), "format": detected})

@@ -146,7 +146,7 @@ def from_state_dict(spec: NetworkSpec, state_dict: Mapping[str, Any],
         for (collection, leaf), field in _BN_FIELDS.items():
             target = params if collection == "params" else stats
             target[path + ("bn", leaf)] = take(f"{bn}.{field}", (cout,)).astype(np.float32)
-        tracked[".".join(path) + ".bn.num_batches_tracked"] = int(_as_numpy(state_dict[f"{bn}.num_batches_tracked"]))
+        tracked[".".join(path) + ".bn.num_batches_tracked"] = int(_as_numpy(state_dict[f"{bn}.num_batches_tracked"]).item())
     head = head_name(layout)
     params[(HEAD, "kernel")] = take(f"{head}.weight", (spec.num_classes, spec.final_width)).T.astype(np.float32)
     params[(HEAD, "bias")] = take(f"{head}.bias", (spec.num_classes,)).astype(np.float32)

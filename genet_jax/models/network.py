@@ -13,6 +13,7 @@ from genet_jax.arch.registry import resolve_spec
 from genet_jax.arch.spec import NetworkSpec, SpecError
 from genet_jax.models.conv_ops import resolve_conv_impl
 from genet_jax.models.layers import Dtype, SuperBlock, build_layers
+from genet_jax.versions import warn_if_unsupported
 
 _DTYPES = {"float32": jnp.float32, "fp32": jnp.float32, "bfloat16": jnp.bfloat16, "bf16": jnp.bfloat16,
            "float16": jnp.float16, "fp16": jnp.float16}
@@ -69,7 +70,8 @@ class MasterNet(nn.Module):
 
 def create_model(name_or_spec: Union[str, os.PathLike, NetworkSpec], *, num_classes: Optional[int] = None,
                  resolution: Optional[int] = None, dtype: Union[str, Any] = "float32",
-                 zero_init_last_bn: bool = False, fold_bn: bool = False, conv_impl: str = "auto") -> MasterNet:
+                 zero_init_last_bn: bool = False, fold_bn: bool = False, conv_impl: str = "auto",
+                 pretrained: Union[bool, str, os.PathLike] = False, **pretrained_options: Any):
     """Build a GENet/MasterNet from a registered name, a spec JSON or structure-string file, or a spec.
 
     `num_classes` / `resolution` override the spec's. `dtype` is the compute dtype (parameters and BN
@@ -77,7 +79,19 @@ def create_model(name_or_spec: Union[str, os.PathLike, NetworkSpec], *, num_clas
     produced by `genet_jax.fold_batch_norm`. `conv_impl` picks the convolution kernels
     (genet_jax.models.conv_ops: "auto", "lax" or "taps"); it changes speed, never the parameters. "auto"
     is resolved here, for JAX's default backend: `model.conv_impl` names the kernels that run.
+
+    Returns the module; with `pretrained` (True: the name's published ImageNet weights; or a weights
+    file, folder or Hub repo id) a `genet_jax.Pretrained` instead, which unpacks as `model, variables`
+    and carries the evaluation preprocessing and class names (`genet_jax.load_pretrained`, whose keyword
+    arguments `pretrained_options` are: source, revision, cache_dir, seed).
     """
+    if pretrained:
+        from genet_jax.pretrained.loading import load_pretrained  # imports this module
+        return load_pretrained(name_or_spec, pretrained=pretrained, num_classes=num_classes, resolution=resolution,
+                               dtype=dtype, fold_bn=fold_bn, conv_impl=conv_impl, **pretrained_options)
+    if pretrained_options:
+        raise TypeError(f"create_model: {sorted(pretrained_options)} apply with pretrained= only")
+    warn_if_unsupported()
     spec = resolve_spec(name_or_spec, num_classes=num_classes, resolution=resolution)
     return MasterNet(spec, canonical_dtype(dtype), zero_init_last_bn, fold_bn, conv_impl)
 

@@ -72,6 +72,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise ConfigError("conv_impl", f"must be one of {', '.join(CONV_IMPLS)}, got {config.conv_impl!r}")
     if not config.workdir:
         raise ConfigError("workdir", "must be a directory path")
+    if config.init_from.checkpoint and config.init_from.get("pretrained"):
+        raise ConfigError("init_from.pretrained", "set init_from.checkpoint or init_from.pretrained, not both")
     try:
         canonical_dtype(config.dtype)
     except SpecError as e:

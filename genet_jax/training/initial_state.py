@@ -1,5 +1,6 @@
 """What a training run starts from: the workdir's latest checkpoint (resume), or variables given by
-the caller, config.init_from.checkpoint or a fresh initialisation; and its distillation teacher."""
+the caller, config.init_from (a checkpoint, or pretrained weights) or a fresh initialisation; and its
+distillation teacher."""
 from __future__ import annotations
 
 import logging
@@ -11,8 +12,10 @@ import optax
 
 from genet_jax.arch.paths import HEAD
 from genet_jax.arch.spec import NetworkSpec
+from genet_jax.errors import InputError
 from genet_jax.interop.model_checkpoint import load_model_checkpoint
 from genet_jax.models.network import MasterNet, init_variables
+from genet_jax.pretrained.loading import load_pretrained
 from genet_jax.training import steps
 from genet_jax.training.config import ConfigError, model_from_config
 from genet_jax.training.train_checkpoints import TrainCheckpointer, abstract_like
@@ -29,23 +32,40 @@ def _same_architecture(a: NetworkSpec, b: NetworkSpec) -> bool:
     return a.replace(num_classes=1, resolution=resolution) == b.replace(num_classes=1, resolution=resolution)
 
 
+def _initial_weights(config) -> Optional[tuple[str, NetworkSpec, dict, str]]:
+    """(config field, spec, variables, where from) of config.init_from, or None for a fresh start."""
+    if config.init_from.checkpoint:
+        ckpt = load_model_checkpoint(config.init_from.checkpoint)
+        return "init_from.checkpoint", ckpt.spec, ckpt.variables, ckpt.path
+    wanted = config.init_from.get("pretrained")
+    if not wanted:
+        return None
+    try:
+        loaded = load_pretrained(pretrained=wanted)
+    except InputError as e:
+        raise ConfigError("init_from.pretrained", str(e)) from None
+    return "init_from.pretrained", loaded.model.spec, jax.device_get(loaded.variables), loaded.source
+
+
 def load_initial_variables(config, model: MasterNet, key: jax.Array) -> dict:
-    """Fresh variables, or those of config.init_from.checkpoint (a new head on a class change)."""
+    """Fresh variables, or those of config.init_from (a checkpoint or pretrained weights; a new head on
+    a class change)."""
     variables = jax.device_get(init_variables(model, key))
-    if not config.init_from.checkpoint:
+    initial = _initial_weights(config)
+    if initial is None:
         return variables
-    ckpt = load_model_checkpoint(config.init_from.checkpoint)
-    if not _same_architecture(ckpt.spec, model.spec):
-        raise ConfigError("init_from.checkpoint", f"{ckpt.path} holds a different architecture than config.model "
-                                                  f"({ckpt.spec.to_json(indent=None)})")
-    params = dict(ckpt.variables["params"])
-    if ckpt.spec.num_classes != model.spec.num_classes:
-        log.info("fine-tuning from %s with a new %d-class head (checkpoint has %d)", ckpt.path,
-                 model.spec.num_classes, ckpt.spec.num_classes)
+    field, spec, loaded, where = initial
+    if not _same_architecture(spec, model.spec):
+        raise ConfigError(field, f"{where} holds a different architecture than config.model "
+                                 f"({spec.to_json(indent=None)})")
+    params = dict(loaded["params"])
+    if spec.num_classes != model.spec.num_classes:
+        log.info("fine-tuning from %s with a new %d-class head (the weights have %d)", where,
+                 model.spec.num_classes, spec.num_classes)
         params[HEAD] = variables["params"][HEAD]
     else:
-        log.info("initialising from %s", ckpt.path)
-    return {"params": params, "batch_stats": ckpt.variables["batch_stats"]}
+        log.info("initialising from %s", where)
+    return {"params": params, "batch_stats": loaded["batch_stats"]}
 
 
 def create_train_state(config: ml_collections.ConfigDict, model: MasterNet, tx: optax.GradientTransformation,
