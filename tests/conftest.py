@@ -78,13 +78,6 @@ def tiny_table():
     return keys, build_latency_table(MASTER, keys, SPACE, 16, settings, grid_points=2, progress=False)
 
 
-def pytest_collection_modifyitems(config, items):
-    """The end-to-end (slow) tests first: pytest-xdist hands tests out in this order, so the long ones
-    start while there is other work to run beside them, and the run ends on short tests instead of
-    one worker finishing a long test alone. A stable sort: the order is otherwise unchanged."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
-
-
 def pytest_unconfigure(config):
     if OWN_COMPILATION_CACHE:
         shutil.rmtree(OWN_COMPILATION_CACHE, ignore_errors=True)
