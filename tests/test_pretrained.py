@@ -121,7 +121,8 @@ def test_init_from_pretrained_starts_training_from_the_weights(tiny, tmp_path):
         load_initial_variables(config, genet_jax.create_model("genet_light", num_classes=10), jax.random.PRNGKey(0))
 
 
-@pytest.mark.parametrize("case", ["unknown name", "shape mismatch", "corrupt file", "missing file"])
+@pytest.mark.parametrize("case", ["unknown name", "shape mismatch", "corrupt file", "missing file",
+                                  "missing relative file"])
 def test_bad_weights_are_one_line_and_exit_code_2(case, tiny, sample_jpegs, tmp_path, capsys):
     model, variables = tiny
     path = tmp_path / "w.safetensors"
@@ -137,8 +138,10 @@ def test_bad_weights_are_one_line_and_exit_code_2(case, tiny, sample_jpegs, tmp_
     elif case == "corrupt file":
         path.write_bytes(b"not a safetensors file")
         expected = "not a readable safetensors file"
-    else:
-        path, expected = tmp_path / "nowhere" / "w.safetensors", "no such file or folder"
+    elif case == "missing file":
+        path, expected = tmp_path / "nowhere" / "w.safetensors", "no such file"
+    else:  # looks like owner/name but names a weights file: not sent to the Hub
+        path, expected = "weights/model.safetensors", "pretrained='weights/model.safetensors': no such file"
     assert predict.main(["--pretrained", str(path), sample_jpegs[0]]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("error: ") and expected in line, line

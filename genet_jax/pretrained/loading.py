@@ -112,6 +112,8 @@ def locate_weights(name: Optional[str], pretrained: Union[bool, str], source: st
     text = os.fspath(pretrained)
     if os.path.exists(text):
         return _from_path(text)
+    if text.endswith((".safetensors",) + files.PTH_SUFFIXES):  # "dir/model.safetensors" is no Hub repo id
+        raise InputError(f"pretrained={text!r}: no such file")
     if hub.is_hub_id(text):
         return _from_hub_repo(text, revision, cache_dir)
     if os.sep in text or "." in os.path.basename(text):
