@@ -64,9 +64,9 @@ def normalization_constants() -> tuple[np.ndarray, np.ndarray]:
     return IMAGENET_MEAN * PIXEL_SCALE, 1.0 / (IMAGENET_STD * PIXEL_SCALE)
 
 
-def normalize(pixels: np.ndarray) -> np.ndarray:
+def normalize(pixels: np.ndarray, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> np.ndarray:
     """8-bit pixels -> float32 (pixels / 255 - mean) / std, in the authors' (torchvision's) order."""
-    return ((np.asarray(pixels, np.float32) / PIXEL_SCALE) - IMAGENET_MEAN) / IMAGENET_STD
+    return ((np.asarray(pixels, np.float32) / PIXEL_SCALE) - np.float32(mean)) / np.float32(std)
 
 
 def eval_resize_crop(image: Image.Image, size: int, crop_fraction: float = EVAL_CROP_FRACTION) -> np.ndarray:

@@ -21,7 +21,7 @@ from typing import Any, Optional
 import numpy as np
 
 from genet_jax.data.images import (EVAL_CROP_FRACTION, IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, eval_resize_crop,
-                                   load_rgb)
+                                   load_rgb, normalize)
 from genet_jax.errors import InputError
 
 CLASS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "imagenet1k_classes.tsv")
@@ -51,8 +51,7 @@ class EvalPreprocessing:
     def __call__(self, image: Any) -> np.ndarray:
         if isinstance(image, (str, os.PathLike)):
             image = load_rgb(image)
-        pixels = eval_resize_crop(image.convert("RGB"), self.resolution, self.crop_fraction)
-        return ((pixels.astype(np.float32) / 255.0 - np.float32(self.mean)) / np.float32(self.std)).astype(np.float32)
+        return normalize(eval_resize_crop(image.convert("RGB"), self.resolution, self.crop_fraction), self.mean, self.std)
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)

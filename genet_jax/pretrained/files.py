@@ -12,7 +12,7 @@ import numpy as np
 from genet_jax.arch.registry import resolve_spec
 from genet_jax.arch.spec import NetworkSpec, SpecError
 from genet_jax.errors import InputError
-from genet_jax.interop.state_dict import (StateDictError, TIMM_NAMES, detect_layout, from_state_dict,
+from genet_jax.interop.state_dict import (StateDictError, TIMM_NAMES, detect_layout, from_state_dict, head_name,
                                           timm_model_name, to_state_dict)
 from genet_jax.optional import require
 from genet_jax.pretrained.catalog import HUB_WEIGHTS_FILE, EvalPreprocessing
@@ -73,12 +73,10 @@ def describe(spec: NetworkSpec) -> str:
     return f"{name} ({spec.num_classes} classes)" if name else f"this architecture ({spec.num_classes} classes)"
 
 
-def head_classes(state_dict: Mapping[str, Any]) -> Optional[int]:
-    """Classes of the classifier a state_dict holds (any layout), or None when it has none."""
-    for key in ("head.fc.weight", "fc_linear.weight", "head.weight"):
-        if key in state_dict:
-            return int(np.shape(state_dict[key])[0])
-    return None
+def head_classes(state_dict: Mapping[str, Any], layout: str) -> Optional[int]:
+    """Classes of the classifier a state_dict in `layout` holds, or None when it has none."""
+    key = f"{head_name(layout)}.weight"
+    return int(np.shape(state_dict[key])[0]) if key in state_dict else None
 
 
 # ---- Hub-style folders ------------------------------------------------------------------------

@@ -39,20 +39,20 @@ def strip_hub_prefix(repo: str) -> str:
     return repo.split(":", 1)[1] if repo.startswith(("hf-hub:", "hf_hub:")) else repo
 
 
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
+def _hex_digest(path: str, digest) -> str:
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(HASH_CHUNK_BYTES), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def file_sha256(path: str) -> str:
+    return _hex_digest(path, hashlib.sha256())
 
 
 def git_blob_sha1(path: str) -> str:
-    digest = hashlib.sha1(f"blob {os.path.getsize(path)}\0".encode())
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(HASH_CHUNK_BYTES), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """git's object id of a file's bytes: sha1 of "blob <size>\\0" + the bytes."""
+    return _hex_digest(path, hashlib.sha1(f"blob {os.path.getsize(path)}\0".encode()))
 
 
 def _remove_from_cache(snapshot_path: str, blob_path: str) -> None:

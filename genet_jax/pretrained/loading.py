@@ -12,6 +12,7 @@ Where the weights come from (`pretrained=`):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from typing import Any, Iterator, Optional, Union
 
@@ -47,10 +48,15 @@ class Pretrained:
         yield self.model
         yield self.variables
 
+    @functools.cached_property
+    def _probabilities(self):
+        """The forward pass and softmax, compiled once per model (cached_property bypasses the frozen setattr)."""
+        return jax.jit(lambda variables, x: jax.nn.softmax(self.model.apply(variables, x), axis=-1))
+
     def top_k(self, image: Any, k: int = 5) -> list[tuple[str, float]]:
         """[(class name, probability)] of the k likeliest classes of one image (a path or a PIL image)."""
         pixels = jnp.asarray(self.preprocessing(image))[None]
-        probabilities = np.asarray(jax.nn.softmax(self.model.apply(self.variables, pixels), axis=-1))[0]
+        probabilities = np.asarray(self._probabilities(self.variables, pixels))[0]
         order = np.argsort(-probabilities, kind="stable")[:k]
         names = self.class_names or tuple(str(i) for i in range(len(probabilities)))
         return [(names[i], float(probabilities[i])) for i in order]
@@ -124,13 +130,12 @@ def locate_weights(name: Optional[str], pretrained: Union[bool, str], source: st
 def _architecture(name_or_spec: Union[str, NetworkSpec, None], weights: _Weights) -> NetworkSpec:
     """The spec the weights are for: the caller's name or spec, else the folder's config, else the
     registered network the tensors fit."""
-    classes = files.head_classes(weights.state_dict)
+    layout = files.detect_layout_or_error(weights.state_dict, weights.where)
     if name_or_spec is not None:
-        return resolve_spec(name_or_spec, num_classes=classes)
+        return resolve_spec(name_or_spec, num_classes=files.head_classes(weights.state_dict, layout))
     if weights.spec is not None:
         return weights.spec
     from genet_jax.interop.pth_files import registered_match
-    layout = files.detect_layout_or_error(weights.state_dict, weights.where)
     match = registered_match(weights.state_dict, layout)
     if match is None:
         raise files.WeightsMismatchError(f"{weights.where}: fits no registered architecture; pass its name or spec")
