@@ -29,8 +29,8 @@ cli.define_config_file("config", os.path.join(REPO, "configs", "search", "cifar1
 flags.DEFINE_enum("stage", "all", ["all", "master", "finetune", "select"], "which step(s) to run")
 flags.DEFINE_string("shard", None, "i/n: run only fine-tune jobs i, i+n, ... (stage finetune)")
 flags.DEFINE_bool("allow_missing", False, "select with the fine-tune results there are, even if some are missing")
-flags.DEFINE_bool("distributed", False, "join a multi-process job first (genet_jax.distributed; "
-                                      "multi-host fine-tunes)")
+flags.DEFINE_bool("distributed", False, "join a multi-process job first (genet_jax.distributed; multi-host "
+                                      "fine-tunes and pick training; process 0 measures every latency for all)")
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -63,7 +63,7 @@ def main(argv) -> int:
 def print_outcome(stage, outcome):
     """The lines search.py prints after each stage."""
     if stage == "master":
-        print(f"MasterNet: NAS-validation top-1 {outcome['accuracy']:.4f}")
+        print(f"MasterNet: NAS-validation top-1 {outcome['accuracy']:.4f} ({outcome['weights']} weights)")
     elif stage == "finetune":
         print(f"fine-tunes run now: {outcome}")
     elif stage == "select":
@@ -72,8 +72,9 @@ def print_outcome(stage, outcome):
         print(f"selected @{picked['resolution']}: {picked['structure_string']}")
         print(f"  predicted top-1 {picked['predicted_accuracy']:.4f}, measured {picked['measured_latency_ms']:.4f} "
               f"ms/image (budget {picked['budget_ms']:.4f})"
-              + (f", trained top-1 {trained:.4f}" if trained is not None else ""))
-        print(f"  MasterNet top-1 {master['accuracy']:.4f} at {master['measured_latency_ms']:.4f} ms/image")
+              + (f", trained top-1 {trained:.4f} ({picked['trained_weights']} weights)" if trained is not None else ""))
+        print(f"  MasterNet top-1 {master['accuracy']:.4f} ({master['weights']} weights) at "
+              f"{master['measured_latency_ms']:.4f} ms/image")
         print(f"result: {os.path.join(os.path.abspath(flags.FLAGS.config.workdir), 'search_result.json')}")
 
 

@@ -15,6 +15,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.num_epochs = 90.0
     c.num_train_steps = -1           # > 0 overrides num_epochs
     c.resolution = -1                # -1: the model spec's resolution
+    c.bn_statistics = "per_device"   # training BN statistics: per_device (as PyTorch DDP; the paper) | global (synced)
     c.conv_impl = "auto"             # auto | lax | taps: conv kernels (genet_jax.models.conv_ops), speed only
 
     c.data = ml_collections.ConfigDict()

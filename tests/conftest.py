@@ -38,6 +38,15 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CIFAR_ARCHIVE = os.path.join(REPO_ROOT, "..", "shared", "data", "cifar10-jpg.tgz")
 
 
+@pytest.fixture
+def full_float32_products():
+    """A GPU's default float32 matmuls and convolutions round their inputs to TF32 (10-bit mantissa,
+    ~1e-3 relative), which float32 tolerances against PyTorch, ONNX Runtime or a reference formula
+    are not about; XLA:CPU computes in full float32 either way."""
+    with jax.default_matmul_precision("highest"):
+        yield
+
+
 def cifar_archive_or_skip() -> str:
     if not os.path.isfile(CIFAR_ARCHIVE):
         pytest.skip(f"shared CIFAR-10 archive not found at {os.path.normpath(CIFAR_ARCHIVE)} "

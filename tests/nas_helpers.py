@@ -45,8 +45,9 @@ def get_config():
     t.data.eval_batch_size = 100
     t.progress_bar = False
     t.checkpoint.async_save = False
+    t.optim.ema_decay = 0.9  # every stage then inherits and measures the EMA weights (genet_jax.nas.weights)
     c = search_config(t)
-    c.perturbations_per_block = 2
+    c.perturbations_per_block = 1
     c.finetune.num_train_steps = 4
     c.latency.dtype = "float32"
     c.latency.batch = 8

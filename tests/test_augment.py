@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from genet_jax.data import autoaugment, transforms
+from genet_jax.data import transforms
 from genet_jax.training import augment_device
 
 
@@ -35,37 +35,6 @@ def test_pad_random_crop_and_flip():
     assert np.array_equal(transforms.pad_random_crop(img, 32, 0, np.random.default_rng(0)), img)
     flips = [transforms.random_hflip(img, np.random.default_rng(s)) for s in range(10)]
     assert any(np.array_equal(f, img[:, ::-1]) for f in flips) and any(np.array_equal(f, img) for f in flips)
-
-
-@pytest.mark.parametrize("name", sorted(autoaugment.OPS))
-def test_each_autoaugment_op(name):
-    img = Image.fromarray(_image() // 2 + 40)  # not full range, so AutoContrast has work to do
-    out = autoaugment.OPS[name](img, 7, np.random.default_rng(0))
-    assert out.size == img.size and out.mode == "RGB"
-    changed = not np.array_equal(np.asarray(out), np.asarray(img))
-    assert changed == (name != "Identity")
-
-
-def test_op_magnitudes():
-    flat = Image.fromarray(np.full((8, 8, 3), 200, np.uint8))
-    assert np.all(np.asarray(autoaugment.OPS["Solarize"](flat, 5, None)) == 55)  # threshold 128: 255 - 200
-    assert np.all(np.asarray(autoaugment.OPS["Posterize"](flat, 0, None)) == 192)  # 4 bits kept
-    assert np.all(np.asarray(autoaugment.OPS["Invert"](flat, 0, None)) == 55)
-    dark = np.asarray(autoaugment.OPS["Brightness"](flat, 0, None))  # factor 0.1
-    assert np.all(dark == 20)
-
-
-def test_autoaugment_and_randaugment_policies():
-    img = _image()
-    policy = autoaugment.AutoAugment()
-    outs = [policy(img, np.random.default_rng(s)) for s in range(20)]
-    assert all(o.shape == img.shape and o.dtype == np.uint8 for o in outs)
-    assert np.array_equal(policy(img, np.random.default_rng(3)), policy(img, np.random.default_rng(3)))
-    assert sum(not np.array_equal(o, img) for o in outs) > 10
-    rand = autoaugment.RandAugment(num_ops=2, magnitude=9)
-    assert rand(img, np.random.default_rng(0)).shape == img.shape
-    assert np.array_equal(autoaugment.RandAugment(num_ops=0)(img, np.random.default_rng(0)), img)
-    assert len(autoaugment.IMAGENET_POLICY) == 25
 
 
 def test_normalize_images():

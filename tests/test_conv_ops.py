@@ -1,5 +1,7 @@
 """The per-backend conv kernels (genet_jax.models.conv_ops) agree with lax.conv_general_dilated, in value
-and gradient, and a network gives the same logits and parameters whichever is used."""
+and gradient, and a network gives the same logits and parameters whichever is used. Every float32
+product runs at full float32 precision here, on any platform: the kernel sets are compared, not the
+hardware's reduced-precision modes."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,6 +13,7 @@ from genet_jax.models import conv_ops
 from tests.helpers import calibrated_variables, variable_shapes
 
 NHWC = ("NHWC", "HWIO", "NHWC")
+pytestmark = pytest.mark.usefixtures("full_float32_products")
 
 
 def lax_conv(x, w, stride, pad, groups=1):

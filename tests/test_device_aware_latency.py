@@ -1,6 +1,8 @@
 """Latency knows its device: per-platform protocol defaults, "auto" kernels resolved when a model is
 built, and stored latencies (full-network probes, table parts) keyed by the device kind, platform,
-JAX version, kernels and dtype, so a workdir moved to another machine re-probes (faked device kinds)."""
+JAX version, kernels and dtype, so a workdir moved to another machine re-probes (faked device kinds).
+Facts about this host (its platform, its "auto" kernels) are read from it: the tests hold on a CPU
+or a GPU host."""
 import itertools
 import json
 import time
@@ -18,14 +20,26 @@ from genet_jax.nas.space import SearchSpace
 
 pytestmark = pytest.mark.compat  # also run by CI's newest-JAX leg
 
-H100 = DeviceIdentity("gpu", "NVIDIA H100 80GB HBM3", jax.__version__)
-H200 = DeviceIdentity("gpu", "NVIDIA H200", jax.__version__)
+# Other machines than this one, whatever it is: device kinds no real device reports, so that on a
+# real H100 host too, switching to these is a move to another machine.
+H100 = DeviceIdentity("gpu", "NVIDIA H100 80GB HBM3 (another machine)", jax.__version__)
+H200 = DeviceIdentity("gpu", "NVIDIA H200 (another machine)", jax.__version__)
 MASTER = g.NetworkSpec.from_dict({
     "stem_width": 8, "stem_stride": 2, "final_width": 16, "num_classes": 10, "resolution": 16,
     "blocks": [{"block_type": "XX", "depth": 1, "width": 8, "stride": 2},
                {"block_type": "DW", "depth": 1, "width": 16, "stride": 2, "ratio": 3.0}]})
 SPACE = SearchSpace(kernels=(3,), bl_ratios=(0.25,), dw_ratios=(3.0,), width_range=(0.5, 2.0), depth_delta=1,
                     width_multiple=8)
+
+
+def platform_here() -> str:
+    return jax.devices()[0].platform
+
+
+def auto_kernels_here() -> str:
+    """What "auto" stands for on this host (test_auto_kernels_are_resolved_when_the_model_is_built
+    asserts the per-platform table)."""
+    return resolve_conv_impl("auto", jax.default_backend())
 
 
 @pytest.fixture
@@ -67,17 +81,18 @@ def test_warmup_seconds_keep_calling_until_the_time_has_passed():
 def test_auto_kernels_are_resolved_when_the_model_is_built():
     assert resolve_conv_impl("auto", "cpu") == "taps" and resolve_conv_impl("auto", "gpu") == "lax"
     assert resolve_conv_impl("auto", "tpu") == "lax" and resolve_conv_impl("lax", "cpu") == "lax"
-    assert g.create_model(MASTER).conv_impl == "taps"  # this CPU
-    assert g.MasterNet(MASTER).conv_impl == "taps" and g.MasterNet(MASTER).clone().conv_impl == "taps"
+    here = auto_kernels_here()
+    assert g.create_model(MASTER).conv_impl == here
+    assert g.MasterNet(MASTER).conv_impl == here and g.MasterNet(MASTER).clone().conv_impl == here
     assert g.create_model(MASTER, conv_impl="lax").conv_impl == "lax"
     result = probe_latency(json.dumps(MASTER.to_dict()), batch=2, runs=2, warmup=0, rounds=1)
-    assert result.conv_impl == "taps" and result.platform == "cpu"
+    assert result.conv_impl == here and result.platform == platform_here()
 
 
 def test_measurement_context_names_device_jax_kernels_and_dtype(on_device):
     context = timing.measurement_context(ProbeSettings(dtype="bfloat16"))
-    assert context["device"]["platform"] == "cpu" and context["device"]["jax_version"] == jax.__version__
-    assert context["settings"]["conv_impl"] == "taps" and context["settings"]["dtype"] == "bfloat16"
+    assert context["device"]["platform"] == platform_here() and context["device"]["jax_version"] == jax.__version__
+    assert context["settings"]["conv_impl"] == auto_kernels_here() and context["settings"]["dtype"] == "bfloat16"
     on_device(H100)
     assert timing.measurement_context(ProbeSettings(dtype="bfloat16"))["device"]["device_kind"] == H100.device_kind
 
@@ -96,7 +111,7 @@ def build(path):
 def test_table_parts_are_not_reused_on_another_device_kind_or_jax(tmp_path, on_device):
     path = str(tmp_path / "parts_r16.json")
     here, table = build(path)
-    assert here.measured > 0 and table.settings.conv_impl == "taps"
+    assert here.measured > 0 and table.settings.conv_impl == auto_kernels_here()
     again, _ = build(path)
     assert again.measured == 0  # same machine: every part reused
     on_device(H100)
@@ -118,7 +133,7 @@ def test_network_probes_are_not_reused_on_another_device_kind(tmp_path, on_devic
     settings = ProbeSettings(batch=2, runs=2, warmup=0, rounds=1)
     first = NetworkProbe(path, settings)
     first(MASTER)
-    assert first.cache.measured == 1 and first.settings.conv_impl == "taps"
+    assert first.cache.measured == 1 and first.settings.conv_impl == auto_kernels_here()
     again = NetworkProbe(path, settings)
     again(MASTER)
     assert again.cache.measured == 0

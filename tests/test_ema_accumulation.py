@@ -20,6 +20,7 @@ from genet_jax.predict import predict_images
 from genet_jax.training import augment_device, ema, optim, steps
 from tests.conftest import REPO_ROOT
 from tests.helpers import TINY, tiny_args
+from tests.processes import devices_env
 
 DECAY, POWER = 0.99, 0.75
 STEP_TOLERANCE = 1e-6  # float32 arithmetic done in a different order (scan vs by hand)
@@ -127,12 +128,13 @@ def tensorboard_events(workdir):
 
 
 def test_four_times_accumulated_run_on_eight_devices_trains(tmp_path):
-    """A global batch of 64 as 4 micro-batches of 16 over 8 devices (2 rows per device each)."""
+    """A global batch of 64 as 4 micro-batches of 16 over 8 devices (2 rows per device each, so BN's
+    statistics are the micro-batch's over every device: per device, 2 rows are too few to learn)."""
     args = tiny_args(tmp_path, steps=20, **{"batch_size": 64, "optim.accumulate_steps": 4, "log_every_steps": 5,
-                                            "checkpoint.every_steps": 100, "optim.lr_per_256": 2.0})
+                                            "checkpoint.every_steps": 100, "optim.lr_per_256": 2.0,
+                                            "bn_statistics": "global"})
     done = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "train.py"), *args], cwd=REPO_ROOT,
-                          capture_output=True, text=True,
-                          env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
+                          capture_output=True, text=True, env=devices_env(8))
     assert done.returncode == 0, done.stderr[-3000:]
     losses = [e.value for e in tensorboard_events(tmp_path).Scalars("train/loss")]
     assert len(losses) == 4 and losses[-1] < losses[0] - LOSS_DROP, losses

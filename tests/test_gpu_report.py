@@ -1,5 +1,7 @@
 """benchmarks/gpu_report.py: --quick runs every section on this CPU (so the report cannot rot between
-GPU runs), its files carry the keys the README lists, and time budgets cut a section short cleanly."""
+GPU runs), its files carry the keys the README lists, and time budgets cut a section short cleanly.
+The report runs on the CPU on any host (a GPU host too): its CPU facts (the "taps" kernels, two
+forced host devices to scale over) are what these tests check."""
 import csv
 import json
 import os
@@ -19,9 +21,14 @@ INFERENCE = ("jax_inference", "torch_inference", "torch_compile")
 STOP_TEST_SECONDS = 120
 
 
+def on_the_cpu() -> dict:
+    """The environment of a report that runs on the CPU on any host: JAX's platform, no GPU for PyTorch."""
+    return {**os.environ, "JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": ""}
+
+
 def run_report(out_dir, *args):
     done = subprocess.run([sys.executable, REPORT, "--quick", "--out-dir", str(out_dir), *args],
-                          capture_output=True, text=True, cwd=REPO_ROOT)
+                          capture_output=True, text=True, cwd=REPO_ROOT, env=on_the_cpu())
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     with open(os.path.join(out_dir, "report.json")) as f:
         return json.load(f)
@@ -53,7 +60,9 @@ def test_quick_report_runs_every_section_on_the_cpu(tmp_path):
     assert jax_train["batch"] == torch_train["batch"] == 8
     assert jax_train["images_per_second"] > 0 and torch_train["images_per_second"] > 0
     scaling = sections["scaling"]["rows"]
-    assert [r["devices"] for r in scaling] == [1, 2] and scaling[0]["scaling_efficiency"] == pytest.approx(1.0)
+    assert [(r["devices"], r["bn_statistics"]) for r in scaling] == [(1, "per_device"), (2, "per_device"),
+                                                                     (2, "global")]
+    assert scaling[0]["scaling_efficiency"] == pytest.approx(1.0)
     with open(tmp_path / "report.csv") as f:
         assert len(list(csv.DictReader(f))) == 3 * 4 + 2 + (len(peers) if "note" not in peers[0] else 0)
     text = (tmp_path / "report.md").read_text()
@@ -79,7 +88,7 @@ def test_a_stopped_report_keeps_the_sections_that_finished(tmp_path):
     report_json = tmp_path / "report.json"
     process = subprocess.Popen([sys.executable, REPORT, "--quick", "--out-dir", str(tmp_path), "--sections",
                                 "environment,correctness"], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True,
-                               start_new_session=True)  # its own process group: the worker's too
+                               start_new_session=True, env=on_the_cpu())  # its own process group: the worker's too
     deadline = time.monotonic() + STOP_TEST_SECONDS
     while not report_json.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)  # written once the environment section has finished

@@ -73,7 +73,7 @@ def test_workers_give_the_threads_batches(digits, reference, worker_count, num_t
 
 def checkpointed_state(iterator, count):
     """The state a checkpoint after `count` steps saves: DevicePrefetcher's (it prefetches ahead but
-    records the state of the batch it handed out), through JSON like data_state/<step>/process_<i>.json."""
+    records the state of the batch it handed out), through JSON like the checkpoint's data_position item."""
     _, batch_sharding = steps.shardings(steps.create_mesh())
     prefetcher = pipeline.DevicePrefetcher(iterator, batch_sharding)
     try:
@@ -148,7 +148,8 @@ def test_train_py_with_workers(tmp_path):
     assert result.returncode == 0, result.stderr
     metrics = json.loads((workdir / "metrics.json").read_text())
     assert metrics["step"] == 8 and metrics["skipped_train_images"] == 0
-    assert json.loads((workdir / "data_state" / "8" / "process_0.json").read_text()) == {"next_index": 8 * 16}
+    assert json.loads((workdir / "checkpoints" / "8" / "data_position" / "process_0-of-1.json").read_text()) == \
+        {"next_index": 8 * 16}
 
 
 def test_input_pipeline_benchmark_quick(tmp_path):

@@ -104,6 +104,7 @@ def test_output_size_follows_symmetric_padding():
 
 
 @pytest.mark.parametrize("name", ["genet_light", "genet_normal", "table6_net5"])
+@pytest.mark.usefixtures("full_float32_products")
 def test_folded_model_matches(name):
     model = g.create_model(name, num_classes=10, resolution=64)
     variables = random_variables(model)

@@ -15,6 +15,8 @@ from genet_jax.interop.onnx_export import export_onnx
 from tests.conftest import REPO_ROOT
 from tests.helpers import calibrated_variables
 
+pytestmark = pytest.mark.usefixtures("full_float32_products")  # tolerances of full float32 (no TF32)
+
 onnx = pytest.importorskip("onnx", reason="onnx: an optional dependency (the onnx extra; requirements-dev.txt)")
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime: the onnx extra (requirements-dev.txt)")
 pytest.importorskip("onnxscript", reason="onnxscript: the onnx extra (requirements-dev.txt)")

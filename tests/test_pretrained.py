@@ -24,6 +24,8 @@ from genet_jax.training.initial_state import load_initial_variables
 from configs.default import get_config
 from tests.pretrained_helpers import safetensors_bytes, sha256
 
+pytestmark = pytest.mark.usefixtures("full_float32_products")  # tolerances of full float32 (no TF32)
+
 # a small GENet-space network with 1000 classes: quick to build, the same code path as the GENets
 TINY = NetworkSpec(8, (SuperBlockSpec("XX", 1, 16, 2, 3, 1.0), SuperBlockSpec("BL", 1, 32, 2, 3, 0.25),
                        SuperBlockSpec("DW", 1, 32, 2, 3, 3.0)), 64, num_classes=1000, resolution=32)

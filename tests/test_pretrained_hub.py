@@ -19,6 +19,8 @@ from tests.conftest import REPO_ROOT
 from tests.pretrained_helpers import (COMMIT, LOGITS_SCRIPT, cache_files, hub_endpoint, hub_environment,
                                       lay_out_hub_cache, safetensors_bytes, sha256)
 
+pytestmark = pytest.mark.usefixtures("full_float32_products")  # tolerances of full float32 (no TF32)
+
 torch = pytest.importorskip("torch", reason="torch: the reference .pth import (requirements-dev.txt installs it)")
 
 NAME = "genet_light"

@@ -13,6 +13,8 @@ from tests.helpers import calibrated_variables
 torch = pytest.importorskip("torch", reason="torch: an optional dependency (requirements-dev.txt installs it)")
 from genet_jax.interop.torch_model import TorchGENet  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("full_float32_products")  # tolerances of full float32 (no TF32)
+
 EQUIVALENCE_NETS = ["genet_light", "genet_normal", "genet_large", "table6_net5", "table6_net12"]
 TOLERANCE = 1e-4  # max |logit difference|, float32, logits O(1)
 

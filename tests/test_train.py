@@ -20,6 +20,7 @@ from genet_jax.training import optim, steps
 from genet_jax.training.config import ConfigError, validate_config
 from tests.conftest import REPO_ROOT
 from tests.helpers import TINY, tiny_args
+from tests.processes import devices_env
 
 
 def run_train(args, env=None, **kwargs):
@@ -52,10 +53,16 @@ def test_config_errors_name_the_field(tmp_path):
     assert str(tmp_path / "tfds" / "downloads" / "manual") in result.stderr
 
 
-def test_conv_impl_is_validated():
+@pytest.mark.parametrize("field, value", [("conv_impl", "cudnn"), ("bn_statistics", "sync"),
+                                          ("augment.randaugment_magnitude", 11)])
+def test_choices_and_ranges_are_validated(field, value):
     config = base_config()
-    config.conv_impl = "cudnn"
-    with pytest.raises(ConfigError, match="config.conv_impl"):
+    *parents, name = field.split(".")
+    node = config
+    for parent in parents:
+        node = node[parent]
+    node[name] = value
+    with pytest.raises(ConfigError, match=f"config.{field}"):
         validate_config(config)
 
 
@@ -117,14 +124,13 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
 
 
 @pytest.mark.slow
-def test_eight_devices_match_one(tmp_path):
-    args = dict(steps=6, **{"checkpoint.every_steps": 100})
+def test_eight_devices_with_global_bn_statistics_match_one(tmp_path):
+    args = dict(steps=6, **{"checkpoint.every_steps": 100, "bn_statistics": "global"})
     one = run_train(tiny_args(tmp_path / "one", **args))
-    eight = run_train(tiny_args(tmp_path / "eight", **args),
-                      env={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
+    eight = run_train(tiny_args(tmp_path / "eight", **args), env=devices_env(8))
     assert one.returncode == 0 and eight.returncode == 0, eight.stderr
-    # Same global batch of 16 split over 8 devices: only the order of floating-point reductions
-    # (BN statistics and gradient all-reduces over the sharded batch) differs.
+    # Same global batch of 16 split over 8 devices, BN statistics averaged over all of them: only the
+    # order of floating-point reductions (BN statistics and gradient all-reduces) differs.
     for a, b in zip(final_params(tmp_path / "one"), final_params(tmp_path / "eight")):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
 

@@ -28,11 +28,11 @@ NUM_CLASSES_LOSS_CHECK = 10
 LOSS_CHECK_LR_PER_256 = 0.2
 
 
-def recipe(dtype: str, lr_per_256: float = 0.1) -> types.SimpleNamespace:
+def recipe(dtype: str, lr_per_256: float = 0.1, bn_statistics: str = steps.BN_PER_DEVICE) -> types.SimpleNamespace:
     """The paper's optimiser for the trainer's step functions, without ml_collections (GPU images
     lack it); no mixup / erasing, so the step matches the PyTorch one it is compared with."""
     ns = types.SimpleNamespace
-    return ns(dtype=dtype,
+    return ns(dtype=dtype, bn_statistics=bn_statistics,
               augment=ns(label_smoothing=0.1, random_erase_prob=0.0, mixup_alpha=0.0, cutmix_alpha=0.0),
               optim=ns(lr_per_256=lr_per_256, warmup_epochs=0.0, weight_decay=4e-5, momentum=0.9, nesterov=True,
                        grad_clip_norm=0.0, fp16_initial_loss_scale=2.0 ** 15, fp16_scale_growth_steps=2000,
@@ -88,7 +88,7 @@ def loss_decreases(plan: Plan, device) -> dict:
     schedule = optim.learning_rate_schedule(config.optim, plan.check_batch * 4, plan.loss_steps, 1)
     tx = optim.make_optimizer(config.optim, schedule)
     mesh = steps.create_mesh([device])
-    step = steps.jit_train_step(steps.make_train_step(model, tx, config, schedule), mesh)
+    step = steps.jit_train_step(steps.make_train_step(model, tx, config, schedule, mesh=mesh), mesh)
     replicated, sharded = steps.shardings(mesh)
     state = jax.device_put(steps.init_state(model_timing_variables(model, spec.resolution), tx), replicated)
     rng = np.random.default_rng(1)
@@ -128,16 +128,16 @@ class TrainingBench:
     Longer than most classes because it holds the four steps that share one compiled step and its
     shardings: inputs, compile, time, and the search for the largest batch that fits."""
 
-    def __init__(self, plan: Plan, devices):
+    def __init__(self, plan: Plan, devices, bn_statistics: str = steps.BN_PER_DEVICE):
         self.plan = plan
         self.spec = g.resolve_spec(plan.train_arch, resolution=plan.train_resolution)
-        config = recipe(plan.train_dtype)
+        config = recipe(plan.train_dtype, bn_statistics=bn_statistics)
         model = g.create_model(self.spec, dtype=plan.train_dtype, zero_init_last_bn=True)
         schedule = optim.learning_rate_schedule(config.optim, 256, 10_000, 1000)
         tx = optim.make_optimizer(config.optim, schedule)
         self.mesh = steps.create_mesh(devices)
         self.replicated, self.sharded = steps.shardings(self.mesh)
-        self.step = steps.jit_train_step(steps.make_train_step(model, tx, config, schedule), self.mesh)
+        self.step = steps.jit_train_step(steps.make_train_step(model, tx, config, schedule, mesh=self.mesh), self.mesh)
         variables = model_timing_variables(model, self.spec.resolution)
         self.host_state = jax.device_get(steps.init_state(variables, tx))
         self.compiled: dict[int, tuple] = {}
@@ -234,13 +234,14 @@ def scaling(plan: Plan, emit, budget: Budget) -> None:
         return
     counts = sorted({2 ** i for i in range(int(math.log2(len(devices))) + 1)} | {len(devices)})
     single = None
-    for count in counts:
-        if not budget.allows(f"{count} devices"):
-            continue
-        row = TrainingBench(plan, devices[:count]).time(plan.scaling_batch_per_device * count)
-        single = single or row["images_per_second"]
-        emit({"devices": count, "batch_per_device": plan.scaling_batch_per_device, **row,
-              "scaling_efficiency": row["images_per_second"] / (count * single)})
+    for count in counts:  # BN statistics per device (DDP's) and, over several devices, averaged over all
+        for bn_statistics in steps.BN_STATISTICS[:1 if count == 1 else None]:
+            if not budget.allows(f"{count} devices, BN statistics {bn_statistics}"):
+                continue
+            row = TrainingBench(plan, devices[:count], bn_statistics).time(plan.scaling_batch_per_device * count)
+            single = single or row["images_per_second"]
+            emit({"devices": count, "bn_statistics": bn_statistics, "batch_per_device": plan.scaling_batch_per_device,
+                  **row, "scaling_efficiency": row["images_per_second"] / (count * single)})
 
 
 def environment() -> dict:

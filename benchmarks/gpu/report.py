@@ -120,11 +120,11 @@ def _scaling_table(report: dict) -> list[str]:
     rows = [r for r in report["sections"].get("scaling", {}).get("rows", []) if "devices" in r]
     if not rows:
         return []
-    lines = ["", "## Data-parallel training scaling", "", "| devices | batch per device | images/s | efficiency |",
-             "|---:|---:|---:|---:|"]
+    lines = ["", "## Data-parallel training scaling", "",
+             "| devices | BN statistics | batch per device | images/s | efficiency |", "|---:|---|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['devices']} | {r['batch_per_device']} | {r['images_per_second']:.0f} | "
-                     f"{r['scaling_efficiency']:.0%} |")
+        lines.append(f"| {r['devices']} | {r.get('bn_statistics', 'global')} | {r['batch_per_device']} | "
+                     f"{r['images_per_second']:.0f} | {r['scaling_efficiency']:.0%} |")
     return lines
 
 

@@ -1,7 +1,17 @@
 """AutoAugment (Cubuk et al. 2019, the ImageNet policy) and RandAugment (Cubuk et al. 2020) on
-PIL images. Magnitudes are levels 0..10 mapped as in the papers' reference implementation:
-shear 0.3, translate 150/331 of the side, rotate 30 degrees (random sign), enhance factor
-0.1..1.9, posterize 4..8 bits, solarize threshold 256..0. Geometric ops fill with grey (128).
+PIL images.
+
+Levels 0..10 map to op arguments as in timm's "original" AutoAugment policy, which follows the
+TF implementation of the ImageNet policy (tensorflow/tpu efficientnet/autoaugment.py) except
+for Posterize, where it keeps the paper's 4..8 bits:
+  Rotate       +-level/10 * 30 degrees (random sign)
+  ShearX/Y     +-level/10 * 0.3 (random sign)
+  TranslateX/Y +-level/10 * 0.45 of the image side (random sign; timm's relative translate)
+  Color, Contrast, Brightness, Sharpness: enhance factor level/10 * 1.8 + 0.1 (0.1..1.9)
+  Posterize    keep int(level/10 * 4) + 4 bits (4..8)
+  Solarize     invert pixels >= int(level/10 * 256) (threshold 0..256: level 10 changes nothing)
+AutoContrast, Equalize, Invert and Identity ignore the level. Geometric ops fill with grey (128)
+and resample bilinearly (timm draws bilinear or bicubic unless told one; the TF code: nearest).
 """
 from __future__ import annotations
 
@@ -12,6 +22,12 @@ from PIL import Image, ImageEnhance, ImageOps
 
 MAX_LEVEL = 10.0
 FILL = (128, 128, 128)
+MAX_ROTATE_DEGREES = 30.0
+MAX_SHEAR = 0.3
+MAX_TRANSLATE_FRACTION = 0.45  # of the image side; the paper's 150 px of 331
+ENHANCE_MIN, ENHANCE_SPAN = 0.1, 1.8
+POSTERIZE_MIN_BITS, POSTERIZE_BITS_SPAN = 4, 4
+SOLARIZE_THRESHOLD_SPAN = 256
 
 
 def _signed(value: float, rng: np.random.Generator) -> float:
@@ -20,7 +36,7 @@ def _signed(value: float, rng: np.random.Generator) -> float:
 
 def _shear(axis: int):
     def op(img: Image.Image, level: float, rng) -> Image.Image:
-        s = _signed(level / MAX_LEVEL * 0.3, rng)
+        s = _signed(level / MAX_LEVEL * MAX_SHEAR, rng)
         matrix = (1, s, 0, 0, 1, 0) if axis == 0 else (1, 0, 0, s, 1, 0)
         return img.transform(img.size, Image.AFFINE, matrix, resample=Image.BILINEAR, fillcolor=FILL)
     return op
@@ -28,28 +44,29 @@ def _shear(axis: int):
 
 def _translate(axis: int):
     def op(img: Image.Image, level: float, rng) -> Image.Image:
-        pixels = _signed(level / MAX_LEVEL * (150 / 331) * img.size[axis], rng)
+        pixels = _signed(level / MAX_LEVEL * MAX_TRANSLATE_FRACTION * img.size[axis], rng)
         matrix = (1, 0, pixels, 0, 1, 0) if axis == 0 else (1, 0, 0, 0, 1, pixels)
         return img.transform(img.size, Image.AFFINE, matrix, resample=Image.BILINEAR, fillcolor=FILL)
     return op
 
 
 def _rotate(img, level, rng):
-    return img.rotate(_signed(level / MAX_LEVEL * 30.0, rng), resample=Image.BILINEAR, fillcolor=FILL)
+    degrees = _signed(level / MAX_LEVEL * MAX_ROTATE_DEGREES, rng)
+    return img.rotate(degrees, resample=Image.BILINEAR, fillcolor=FILL)
 
 
 def _enhance(enhancer):
     def op(img, level, rng):
-        return enhancer(img).enhance(level / MAX_LEVEL * 1.8 + 0.1)
+        return enhancer(img).enhance(level / MAX_LEVEL * ENHANCE_SPAN + ENHANCE_MIN)
     return op
 
 
 def _posterize(img, level, rng):
-    return ImageOps.posterize(img, int(level / MAX_LEVEL * 4) + 4)
+    return ImageOps.posterize(img, int(level / MAX_LEVEL * POSTERIZE_BITS_SPAN) + POSTERIZE_MIN_BITS)
 
 
 def _solarize(img, level, rng):
-    return ImageOps.solarize(img, 256 - int(level / MAX_LEVEL * 256))
+    return ImageOps.solarize(img, int(level / MAX_LEVEL * SOLARIZE_THRESHOLD_SPAN))
 
 
 OPS: dict[str, Callable[[Image.Image, float, np.random.Generator], Image.Image]] = {

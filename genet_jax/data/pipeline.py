@@ -195,12 +195,13 @@ def eval_batches(source: Source, size: int, crop_fraction: float, per_host_batch
 
 class DevicePrefetcher:
     """Moves host batches onto the mesh ahead of use; tracks the iterator state that matches the
-    batches handed out (not the ones prefetched), so checkpoints resume at the right example."""
+    batches handed out (not the ones prefetched), so checkpoints resume at the right example.
+    `iterator`: the threads' or the worker processes' (genet_jax.data.workers), grain DatasetIterators both."""
 
-    def __init__(self, iterator, sharding, size: int = 2):
+    def __init__(self, iterator: grain.DatasetIterator, sharding, size: int = 2):
         self.iterator, self.sharding, self.size = iterator, sharding, size
         self.queue: collections.deque = collections.deque()
-        self.state: Optional[dict] = iterator.get_state() if hasattr(iterator, "get_state") else None
+        self.state: dict = iterator.get_state()
 
     def __iter__(self):
         return self
@@ -208,15 +209,13 @@ class DevicePrefetcher:
     def __next__(self) -> dict:
         while len(self.queue) < self.size:
             batch = next(self.iterator)
-            state = self.iterator.get_state() if hasattr(self.iterator, "get_state") else None
-            self.queue.append((device_put_batch(batch, self.sharding), state))
+            self.queue.append((device_put_batch(batch, self.sharding), self.iterator.get_state()))
         batch, self.state = self.queue.popleft()
         return batch
 
     def close(self) -> None:
-        """Stops the iterator's worker processes, if it has any (a no-op for threads)."""
-        if hasattr(self.iterator, "close"):
-            self.iterator.close()
+        """Stops the iterator's worker processes or threads."""
+        self.iterator.close()
 
 
 def device_put_batch(batch: dict, sharding) -> dict[str, Any]:

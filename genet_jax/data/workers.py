@@ -5,13 +5,14 @@ augmentation to about one core.
 
 How: `pipeline.train_rows` (this host's rows of every global batch) is batched while still a
 `grain.MapDataset`, so grain's `mp_prefetch` gives worker w of n the whole batches w, w + n, ...
-and interleaves them back in order; each worker decodes with `data.num_threads` threads. The
-position is the index of this host's next example, `{"next_index": i}`, the format of the threaded
-iterator and of `pipeline.train_data_state`, so checkpoints resume across both and across host
-counts; `set_state` restarts the workers at that example (like grain.experimental.ElasticIterator,
-which assigns examples to hosts differently). Undecodable images are recorded in the worker and
-handed over with the batch to the training process's `SkipCounter`, which counts and logs them as
-with threads. Evaluation stays on threads (`pipeline.eval_batches`).
+and interleaves them back in order; each worker decodes with `data.num_threads` threads. Like the
+threaded iterator, it is a `grain.DatasetIterator` (checkpointed through its get_state / set_state by
+grain's orbax handler) with the same position: the index of this host's next example,
+`{"next_index": i}`, also the format of `pipeline.train_data_state`, so checkpoints resume across
+both and across host counts; `set_state` restarts the workers at that example (like
+grain.experimental.ElasticIterator, which assigns examples to hosts differently). Undecodable
+images are recorded in the worker and handed over with the batch to the training process's
+`SkipCounter`, which counts and logs them as with threads. Evaluation stays on threads (`pipeline.eval_batches`).
 """
 from __future__ import annotations
 
@@ -64,12 +65,14 @@ class AttachSkips:
         return {**batch, SKIPS_KEY: self.recorder.take()}
 
 
-class WorkerBatches:
-    """Iterator of this host's training batches from `worker_count` grain worker processes, with
-    grain's get_state / set_state (the position: `{"next_index": index of the next example}`)."""
+class WorkerBatches(grain.DatasetIterator):
+    """This host's training batches from `worker_count` grain worker processes, a grain
+    DatasetIterator (the position: `{"next_index": index of the next example}`)."""
 
     def __init__(self, rows: grain.MapDataset, per_host_batch: int, num_threads: int, worker_count: int,
                  skips: pipeline.SkipCounter, recorder: SkipRecorder):
+        super().__init__()
+        self._iterator: Optional[Iterator[dict]] = None
         self.per_host_batch, self.skips = per_host_batch, skips
         self._rows, self._recorder = rows, recorder
         # Each thread of a worker builds a whole batch; none waits beyond those being built but the
@@ -79,7 +82,6 @@ class WorkerBatches:
         self._options = grain.MultiprocessingOptions(num_workers=worker_count,
                                                      per_worker_buffer_size=BATCHES_QUEUED_PER_WORKER)
         self._next_index = 0
-        self._iterator: Optional[Iterator[dict]] = None
 
     def _start(self) -> Iterator[dict]:
         if not flags.FLAGS.is_parsed():  # grain 0.2.18's mp_prefetch reads an absl flag (grain issue #1355):
@@ -87,9 +89,6 @@ class WorkerBatches:
         batches = self._rows[self._next_index:].batch(self.per_host_batch, drop_remainder=True)
         batches = batches.map(AttachSkips(self._recorder))
         return iter(batches.to_iter_dataset(read_options=self._read_options).mp_prefetch(self._options))
-
-    def __iter__(self) -> "WorkerBatches":
-        return self
 
     def __next__(self) -> dict:
         if self._iterator is None:
@@ -107,7 +106,7 @@ class WorkerBatches:
         index = state.get("next_index") if isinstance(state, dict) else None
         if not isinstance(index, int) or isinstance(index, bool) or index < 0:
             raise DataError(f"training data state {state!r}: expected {{'next_index': a non-negative integer}} "
-                            "(a checkpoint's data_state/<step>/process_<i>.json)")
+                            "(a checkpoint's data_position item)")
         self.close()
         self._next_index = index
 
@@ -119,10 +118,10 @@ class WorkerBatches:
 
 
 def train_iterator(source: Source, augment, size: int, per_host_batch: int, seed: int, num_threads: int,
-                   worker_count: int, skips: pipeline.SkipCounter, policy=None):
+                   worker_count: int, skips: pipeline.SkipCounter, policy=None) -> grain.DatasetIterator:
     """This host's training batches: from `worker_count` worker processes of `num_threads` threads
     each, or with worker_count 0 from `num_threads` threads of this process (`pipeline.train_dataset`).
-    The same batches either way; both iterators have grain's get_state / set_state, in one format."""
+    The same batches either way; both are grain DatasetIterators, with positions in one format."""
     if worker_count <= 0:
         return iter(pipeline.train_dataset(source, augment, size, per_host_batch, seed, num_threads, skips, policy))
     recorder = SkipRecorder()

@@ -23,6 +23,10 @@ from genet_jax.models.conv_ops import conv_function, pool_function
 
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9  # Flax convention: PyTorch's momentum 0.1
+# Batch variance as the mean squared deviation from the batch mean (two passes, as PyTorch computes it),
+# not E[x^2] - E[x]^2: that one cancels catastrophically and amplified reduction-order noise ~10x a
+# step between 1x8 and 2x4 processes (issue 26). benchmarks/bn_statistics.py measures what it costs.
+BN_USE_FAST_VARIANCE = False
 
 Dtype = Any
 ModuleDef = Any  # a module class, or a functools.partial of one
@@ -113,15 +117,17 @@ class Layers(NamedTuple):
 
 
 def build_layers(dtype: Dtype, conv_impl: str, *, fold_bn: bool = False, zero_init_last_bn: bool = False,
-                 train: bool = False) -> Layers:
+                 train: bool = False, bn_axis_name: Optional[str] = None) -> Layers:
     """Turn the model-wide settings into layer factories: the one place that picks the conv kernels
     (genet_jax.models.conv_ops), the compute dtype (parameters and BN statistics stay float32), BN
-    or its folded form (a conv with bias), and BN's train / eval mode."""
+    or its folded form (a conv with bias), and BN's train / eval mode. `bn_axis_name`: in training,
+    BN's batch statistics are averaged over this mapped axis (every device's rows, under shard_map);
+    None: each call's own rows."""
     conv = functools.partial(nn.Conv, use_bias=fold_bn, dtype=dtype, param_dtype=jnp.float32,
                              conv_general_dilated=conv_function(conv_impl))
     norm = None if fold_bn else functools.partial(
         nn.BatchNorm, use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, dtype=dtype,
-        param_dtype=jnp.float32)
+        param_dtype=jnp.float32, axis_name=bn_axis_name, use_fast_variance=BN_USE_FAST_VARIANCE)
     conv_bn = functools.partial(ConvBN, conv=conv, norm=norm)
     residual_unit = functools.partial(ResidualUnit, zero_init_last_bn=zero_init_last_bn, conv_bn=conv_bn)
     return Layers(conv_bn, residual_unit, pool_function(conv_impl))

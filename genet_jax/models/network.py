@@ -43,6 +43,7 @@ class MasterNet(nn.Module):
     zero_init_last_bn: bool = False
     fold_bn: bool = False
     conv_impl: str = "auto"  # see genet_jax.models.conv_ops; "auto" is resolved when the module is built
+    bn_axis_name: Optional[str] = None  # training under shard_map: BN statistics over this axis (see build_layers)
 
     def __post_init__(self):
         object.__setattr__(self, "conv_impl", resolve_conv_impl(self.conv_impl))  # frozen dataclass field
@@ -52,7 +53,8 @@ class MasterNet(nn.Module):
     def __call__(self, x, train: bool = False):
         spec = self.spec
         layers = build_layers(self.dtype, self.conv_impl, fold_bn=self.fold_bn,
-                              zero_init_last_bn=self.zero_init_last_bn, train=train)
+                              zero_init_last_bn=self.zero_init_last_bn, train=train,
+                              bn_axis_name=self.bn_axis_name)
         x = jnp.asarray(x, self.dtype)
         x = layers.conv_bn(spec.stem_width, spec.stem_kernel_size, spec.stem_stride, name=STEM)(x)
         for i in range(len(spec.blocks)):

@@ -33,6 +33,7 @@ from genet_jax.nas.local_linear import LocalLinearModel
 from genet_jax.nas.master import run_master
 from genet_jax.nas.regression import run_regression
 from genet_jax.nas.selection import run_selection
+from genet_jax.nas.store import together_with_every_process
 
 __all__ = ["STAGES", "SearchError", "run_search"]
 
@@ -53,8 +54,10 @@ def run_search(config: ml_collections.ConfigDict, stage: str = "all", shard: tup
     on_stage = on_stage or (lambda name, outcome: None)
     if stage in ("all", "master"):
         on_stage("master", run_master(ctx))
+        together_with_every_process()  # process 0 writes master.json, which every process reads next
     if stage in ("all", "finetune"):
         on_stage("finetune", run_finetunes(ctx, *shard))
+        together_with_every_process()  # process 0 appends the results, which every process regresses on
     if stage in ("all", "select"):
         model, quality = run_regression(ctx, allow_missing)
         per_resolution, failed = [], []

@@ -1,6 +1,6 @@
-"""Stage 6, the result: each resolution's pick trained through the trainer (final/r{R}/), the best
-one chosen and search_result.json written with the MasterNet, the regression quality and every
-resolution's selection."""
+"""Stage 6, the result: each resolution's pick trained through the trainer (final/r{R}/) and measured
+on the weights genet_jax.nas.weights names, the best one chosen and search_result.json written with
+the MasterNet, the regression quality and every resolution's selection."""
 from __future__ import annotations
 
 from genet_jax.arch.spec import NetworkSpec
@@ -8,20 +8,23 @@ from genet_jax.arch.structure_string import to_structure_string
 from genet_jax.nas.context import SearchContext, SearchError, trainer_config
 from genet_jax.nas.master import load_master
 from genet_jax.nas.store import write_json
+from genet_jax.nas.weights import WEIGHTS_FIELD, measured_evaluation
 from genet_jax.training.loop import train
 
 RESULT_FILE = "search_result.json"
 
 
 def train_pick(ctx: SearchContext, selection: dict) -> dict:
-    """{'accuracy', 'top5', 'checkpoint'} of the selected structure trained from scratch."""
+    """{'accuracy', 'top5', 'weights', 'checkpoint'} of the selected structure trained from scratch."""
     spec = NetworkSpec.from_dict(selection["spec"])
     workdir = ctx.path("final", f"r{selection['resolution']}")
     train_config = trainer_config(ctx, workdir, spec, ctx.config.final.epochs, steps=ctx.config.final.num_train_steps)
     final = train(train_config, ctx.sources())
     if final.interrupted:
         raise SearchError("interrupted (SIGTERM); re-run the same command to resume")
-    return {"accuracy": final.eval["top1"], "top5": final.eval["top5"], "checkpoint": final.checkpoint_dir}
+    weights, evaluation = measured_evaluation(final)
+    return {"accuracy": evaluation["top1"], "top5": evaluation["top5"], WEIGHTS_FIELD: weights,
+            "checkpoint": final.checkpoint_dir}
 
 
 def write_search_result(ctx: SearchContext, quality: dict, per_resolution: list[dict], failed: list[dict]) -> dict:
@@ -36,8 +39,9 @@ def write_search_result(ctx: SearchContext, quality: dict, per_resolution: list[
     result = {"selected": {"spec": spec.to_dict(), "structure_string": to_structure_string(spec),
                            "resolution": best["resolution"], "predicted_accuracy": best["predicted_accuracy"],
                            "measured_latency_ms": best["measured_latency_ms"], "budget_ms": best["budget_ms"],
-                           "trained_accuracy": best.get("trained", {}).get("accuracy")},
-              "master": {"spec": master["spec"], "accuracy": master["accuracy"],
+                           "trained_accuracy": best.get("trained", {}).get("accuracy"),
+                           "trained_weights": best.get("trained", {}).get(WEIGHTS_FIELD)},
+              "master": {"spec": master["spec"], "accuracy": master["accuracy"], WEIGHTS_FIELD: master[WEIGHTS_FIELD],
                          "measured_latency_ms": ctx.probe(NetworkSpec.from_dict(master["spec"]))},
               "regression_quality": quality, "resolution_choice": resolution_choice,
               "resolutions": per_resolution, "resolutions_without_a_fit": failed,

@@ -1,6 +1,7 @@
 """Stage 2, perturb and fine-tune: each job is the MasterNet with one super-block replaced, started
-from the MasterNet's weights (genet_jax.nas.inherit) and fine-tuned through the trainer in
-finetunes/<key>/ (resumable); one line per finished job in results/finetunes-*.jsonl."""
+from the MasterNet's weights (genet_jax.nas.inherit; the ones A* measured, genet_jax.nas.weights)
+and fine-tuned through the trainer in finetunes/<key>/ (resumable); one line per finished job in
+results/finetunes-*.jsonl, with the top-1 of the weights the rule names."""
 from __future__ import annotations
 
 import os
@@ -11,13 +12,13 @@ import jax
 from tqdm import tqdm
 
 from genet_jax.arch.spec import NetworkSpec
-from genet_jax.interop.model_checkpoint import load_model_checkpoint
 from genet_jax.models.network import init_variables
 from genet_jax.nas import store
 from genet_jax.nas.context import SearchContext, SearchError, trainer_config
 from genet_jax.nas.inherit import inherit_variables, summarize
-from genet_jax.nas.master import load_master
+from genet_jax.nas.master import load_master, master_variables
 from genet_jax.nas.space import Perturbation, perturbations, shard_jobs
+from genet_jax.nas.weights import WEIGHTS_FIELD, check_finetune_weights, measured_evaluation
 from genet_jax.training.config import model_from_config
 from genet_jax.training.loop import train
 from genet_jax.training.metrics import MetricWriter
@@ -49,15 +50,17 @@ def run_finetunes(ctx: SearchContext, shard: int = 0, num_shards: int = 1) -> in
     master = load_master(ctx)
     master_spec = NetworkSpec.from_dict(master["spec"])
     done = store.load_results(results_dir(ctx))
-    todo = [job for job in shard_jobs(jobs(ctx, master_spec), shard, num_shards) if job.key not in done]
+    mine = shard_jobs(jobs(ctx, master_spec), shard, num_shards)
+    check_finetune_weights(ctx, [done[job.key] for job in mine if job.key in done], results_dir(ctx))
+    todo = [job for job in mine if job.key not in done]
     if not todo:
         return 0
-    master_variables = load_model_checkpoint(master["checkpoint"]).variables
+    inherited_from = master_variables(master)
     out = store.shard_file(results_dir(ctx), shard, num_shards)
     writer = MetricWriter(ctx.path("search_metrics"))
     try:
         for job in tqdm(todo, desc=f"fine-tunes (shard {shard}/{num_shards})", unit="net"):
-            record = finetune_job(ctx, job, master_spec, master_variables)
+            record = finetune_job(ctx, job, master_spec, inherited_from)
             if jax.process_index() == 0:
                 store.append_result(out, record)
             writer.write(job.job, {"finetune/accuracy": record["accuracy"],
@@ -73,11 +76,12 @@ def job_dir(ctx: SearchContext, job: Perturbation) -> str:
     return ctx.path("finetunes", job.key)
 
 
-def finetune_job(ctx: SearchContext, job: Perturbation, master_spec: NetworkSpec, master_variables) -> dict:
-    """Fine-tune one job from the inherited weights; its results-store record."""
+def finetune_job(ctx: SearchContext, job: Perturbation, master_spec: NetworkSpec, inherited_from: dict) -> dict:
+    """Fine-tune one job from weights inherited from `inherited_from` (the MasterNet's); its
+    results-store record."""
     model = model_from_config(ctx.train_config, job.spec)
     fresh = jax.device_get(init_variables(model, init_key(ctx.config.seed, job)))
-    variables, inherited = inherit_variables(master_variables, fresh, master_spec, job.spec)
+    variables, inherited = inherit_variables(inherited_from, fresh, master_spec, job.spec)
     ft = ctx.config.finetune
     train_config = trainer_config(ctx, job_dir(ctx, job), job.spec, ft.epochs, ft.lr_per_256, ft.warmup_epochs,
                                   ft.num_train_steps)
@@ -87,8 +91,9 @@ def finetune_job(ctx: SearchContext, job: Perturbation, master_spec: NetworkSpec
     final = train(train_config, ctx.sources(), variables)
     if final.interrupted:
         raise SearchError("interrupted (SIGTERM); re-run the same command to resume")
+    weights, evaluation = measured_evaluation(final)
     return {"key": job.key, "job": job.job, "block": job.block,
             "replacement": None if job.block == BASELINE else job.spec.blocks[job.block].to_dict(),
-            "spec": job.spec.to_dict(),
-            "accuracy": final.eval["top1"], "top5": final.eval["top5"], "steps": final.step,
+            "spec": job.spec.to_dict(), WEIGHTS_FIELD: weights,
+            "accuracy": evaluation["top1"], "top5": evaluation["top5"], "steps": final.step,
             "wall_seconds": time.time() - started, "inherited": summarize(inherited)}

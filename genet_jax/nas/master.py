@@ -1,5 +1,6 @@
 """Stage 1, the MasterNet: trained through the trainer (workdir masternet/) or a given checkpoint
-evaluated; its spec, NAS-validation accuracy A* and checkpoint kept in master.json."""
+evaluated; its spec, NAS-validation accuracy A*, the weights A* measured (genet_jax.nas.weights)
+and checkpoint kept in master.json."""
 from __future__ import annotations
 
 import logging
@@ -9,6 +10,7 @@ from genet_jax.arch.spec import NetworkSpec
 from genet_jax.interop.model_checkpoint import load_model_checkpoint
 from genet_jax.nas.context import SearchContext, SearchError, trainer_config
 from genet_jax.nas.store import read_json, write_json
+from genet_jax.nas.weights import WEIGHTS_FIELD, measured_evaluation
 from genet_jax.training.config import model_from_config
 from genet_jax.training.evaluation import Evaluator
 from genet_jax.training.loop import train
@@ -18,10 +20,15 @@ MASTER_FILE = "master.json"
 
 
 def run_master(ctx: SearchContext) -> dict:
-    """{'spec', 'accuracy', 'checkpoint'}: read from master.json, or made and written there."""
+    """{'spec', 'accuracy', 'weights', 'checkpoint', 'checkpoint_step'}: read from master.json, or made
+    and written there. A record that does not name its weights (an older search's) is made again: a
+    trained MasterNet is only evaluated again."""
     path = ctx.path(MASTER_FILE)
     if os.path.exists(path):
-        return read_json(path)
+        stored = read_json(path)
+        if WEIGHTS_FIELD in stored:
+            return stored
+        log.info("%s does not name the weights A* measured (an older search's): measuring A* again", path)
     record = _from_checkpoint(ctx) if ctx.config.master_checkpoint else _train_master(ctx)
     write_json(path, record)
     log.info("MasterNet: NAS-validation top-1 %.4f", record["accuracy"])
@@ -34,7 +41,20 @@ def load_master(ctx: SearchContext) -> dict:
     if not os.path.exists(path):
         raise SearchError(f"{path} does not exist: run the MasterNet step first "
                           "(python search.py --config ... --stage master)")
-    return read_json(path)
+    record = read_json(path)
+    if WEIGHTS_FIELD not in record:
+        raise SearchError(f"{path} does not name the weights A* measured (an older search's): run the MasterNet "
+                          "step again (--stage master; a trained MasterNet is only evaluated again)")
+    return record
+
+
+def master_variables(master: dict) -> dict:
+    """The MasterNet variables fine-tunes inherit: those of the checkpoint step A* measured."""
+    ckpt = load_model_checkpoint(master["checkpoint"], master["checkpoint_step"])
+    if ckpt.weights != master[WEIGHTS_FIELD]:
+        raise SearchError(f"{ckpt.path} holds {ckpt.weights} weights, the MasterNet's A* measured its "
+                          f"{master[WEIGHTS_FIELD]} weights: run the MasterNet step again (delete master.json)")
+    return ckpt.variables
 
 
 def evaluate(ctx: SearchContext, spec: NetworkSpec, variables: dict) -> float:
@@ -51,7 +71,8 @@ def _from_checkpoint(ctx: SearchContext) -> dict:
     log.warning("MasterNet from %s: if it was trained on the whole training split it has seen the NAS "
                 "validation images, and A* is optimistic", ckpt.path)
     accuracy = evaluate(ctx, ckpt.spec, ckpt.variables)
-    return {"spec": ckpt.spec.to_dict(), "accuracy": accuracy, "checkpoint": ckpt.path}
+    return {"spec": ckpt.spec.to_dict(), "accuracy": accuracy, WEIGHTS_FIELD: ckpt.weights,
+            "checkpoint": os.path.dirname(ckpt.path), "checkpoint_step": ckpt.step}
 
 
 def _train_master(ctx: SearchContext) -> dict:
@@ -60,4 +81,6 @@ def _train_master(ctx: SearchContext) -> dict:
     final = train(train_config, ctx.sources())
     if final.interrupted:
         raise SearchError("MasterNet training was interrupted; re-run the same command to resume it")
-    return {"spec": final.model, "accuracy": final.eval["top1"], "checkpoint": final.checkpoint_dir}
+    weights, evaluation = measured_evaluation(final)
+    return {"spec": final.model, "accuracy": evaluation["top1"], WEIGHTS_FIELD: weights,
+            "checkpoint": final.checkpoint_dir, "checkpoint_step": final.step}

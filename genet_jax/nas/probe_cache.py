@@ -1,6 +1,7 @@
 """Full-network latency for the search: the jitted probe (genet_jax.latency), or the ONNX Runtime
 probe when `latency.engine` is "onnxruntime", under the search's settings, every measurement kept
-in latency/probes.json so a re-run repeats none. Keys carry the device, JAX (and engine) version and
+in latency/probes.json so a re-run repeats none (in a multi-process job, measured by process 0 for
+all: genet_jax.nas.store.MeasurementCache). Keys carry the device, JAX (and engine) version and
 resolved settings (`timing.measurement_context`): a workdir moved to another machine or engine
 re-probes instead of reusing that machine's numbers."""
 from __future__ import annotations
@@ -34,12 +35,14 @@ class NetworkProbe:
     def many(self, specs: list[NetworkSpec], desc: Optional[str] = None) -> list[float]:
         """Several structures measured together by `latency.probe_latencies` (one round of each in
         turn), so a slow spell of the host does not bias a whole batch of calibration or check probes;
-        a progress bar when `desc` is given."""
-        s, keys = self.settings, [self.key(spec) for spec in specs]
-        todo = {key: spec for key, spec in zip(keys, specs) if key not in self.cache.entries}
-        if todo:
-            with tqdm(total=len(todo) * s.rounds, desc=desc, unit="round", leave=False, disable=desc is None) as bar:
-                probe = onnxruntime_latencies if s.engine == "onnxruntime" else probe_latencies
-                ms = probe(list(todo.values()), s, progress=bar.update)
-            self.cache.put(dict(zip(todo, ms)))
-        return [self.cache.entries[key] for key in keys]
+        a progress bar when `desc` is given. In a multi-process job process 0 measures, every process
+        gets its numbers (store.MeasurementCache)."""
+        by_key = {self.key(spec): spec for spec in specs}
+        return self.cache.get_many([self.key(spec) for spec in specs],
+                                   lambda missing: self._measure([by_key[key] for key in missing], desc))
+
+    def _measure(self, specs: list[NetworkSpec], desc: Optional[str]) -> list[float]:
+        s = self.settings
+        with tqdm(total=len(specs) * s.rounds, desc=desc, unit="round", leave=False, disable=desc is None) as bar:
+            probe = onnxruntime_latencies if s.engine == "onnxruntime" else probe_latencies
+            return probe(specs, s, progress=bar.update)

@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 
 from genet_jax.arch.spec import NetworkSpec
-from genet_jax.measure.output import write_csv
 from genet_jax.nas import report, store
 from genet_jax.nas.context import SearchContext, SearchError
 from genet_jax.nas.finetune import jobs, results_dir
 from genet_jax.nas.local_linear import LocalLinearModel, Sample, fit_local_linear_model, fit_quality, leave_one_out
 from genet_jax.nas.master import load_master
 from genet_jax.nas.store import write_json
+from genet_jax.nas.weights import WEIGHTS_FIELD, check_finetune_weights, finetune_weights
 
 MISSING_JOBS_SHOWN = 10  # the error names this many of the jobs without a result
 
@@ -29,12 +29,13 @@ def run_regression(ctx: SearchContext, allow_missing: bool = False) -> tuple[Loc
     fitted = [model.predict(NetworkSpec.from_dict(r["spec"])) for r in records]
     accuracy = [s.accuracy for s in samples]
     quality = {"in_sample": fit_quality(accuracy, fitted), "leave_one_out": fit_quality(accuracy, held_out)}
-    table = {**model.to_dict(), "masternet_accuracy": master["accuracy"], "quality": quality, "samples": [
+    table = {**model.to_dict(), "masternet_accuracy": master["accuracy"], "masternet_weights": master[WEIGHTS_FIELD],
+             WEIGHTS_FIELD: finetune_weights(ctx), "quality": quality, "samples": [
         {"job": r["job"], "block": r["block"], "replacement": r["replacement"], "accuracy": r["accuracy"],
          "fitted": f, "held_out_prediction": None if np.isnan(h) else float(h)}
         for r, f, h in zip(records, fitted, held_out)]}
     write_json(ctx.path("pseudo_gradients.json"), table)
-    write_csv(ctx.path("pseudo_gradients.csv"), model.rows())
+    report.write_csv(ctx.path("pseudo_gradients.csv"), model.rows())
     report.plot_predicted_vs_measured(ctx.path("plots", "accuracy_predicted_vs_measured.png"),
                                       accuracy, held_out, baseline, quality)
     return model, quality
@@ -49,5 +50,6 @@ def finetune_records(ctx: SearchContext, master_spec: NetworkSpec, allow_missing
     if missing and (not allow_missing or all_jobs[0].job in missing):
         raise SearchError(f"{len(missing)} of {len(all_jobs)} fine-tunes have no result yet (jobs {missing[:MISSING_JOBS_SHOWN]}): "
                           "finish every shard" + ("" if all_jobs[0].job in missing else ", or pass --allow_missing"))
+    check_finetune_weights(ctx, [results[job.key] for job in all_jobs if job.key in results], results_dir(ctx))
     baseline = results[all_jobs[0].key]["accuracy"]
     return baseline, [results[job.key] for job in all_jobs[1:] if job.key in results]

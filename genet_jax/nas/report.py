@@ -1,14 +1,29 @@
 """The search's tables and plots: pseudo-gradient CSV, predicted vs measured accuracy, candidates
-against latency with the budget and the pick."""
+against latency with the budget and the pick. In a multi-process job process 0 alone writes them."""
 from __future__ import annotations
 
 from typing import Sequence
 
+import jax
 import numpy as np
 
-from genet_jax.measure.output import new_figure, save_figure
+from genet_jax.measure import output
+from genet_jax.measure.output import new_figure
 
 PLOTTED_CANDIDATES = 5000
+
+
+def save_figure(fig, path: str) -> str:
+    if jax.process_index() == 0:  # the processes share the workdir: one writer
+        return output.save_figure(fig, path)
+    import matplotlib.pyplot as plt  # imported by new_figure already
+
+    plt.close(fig)
+    return path
+
+
+def write_csv(path: str, rows: Sequence[dict]) -> str:
+    return output.write_csv(path, rows) if jax.process_index() == 0 else path
 
 
 def plot_predicted_vs_measured(path: str, measured: Sequence[float], predicted: Sequence[float],

@@ -1,6 +1,8 @@
 """Stage 5, selection per resolution (genet_jax.nas.candidates): random structures scored by the
 local linear model and the calibrated latency table, the most accurate under the budget measured
-with the full-network probe; kept in selection_r{R}.json with plots/candidates_r{R}.png."""
+with the full-network probe; kept in selection_r{R}.json with plots/candidates_r{R}.png. In a
+multi-process job process 0 measures every latency for all (store.MeasurementCache), so every
+process makes the same pick from the same numbers."""
 from __future__ import annotations
 
 import logging
@@ -11,6 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from genet_jax.arch.spec import NetworkSpec
+from genet_jax.arch.structure_string import to_structure_string
 from genet_jax.latency.timing import measurement_context
 from genet_jax.nas import report
 from genet_jax.nas.calibration import calibrated_table, check_table, type_keys_of
@@ -41,8 +44,23 @@ def run_selection(ctx: SearchContext, model: LocalLinearModel, resolution: int) 
     if os.path.exists(path):
         stored = read_json(path)
         if stored.get("fingerprint") == inputs:
-            return stored
+            return logged(stored)
         log.info("%s was selected from other inputs (fine-tune results, budget or settings): redoing", path)
+    return logged(select_at(ctx, model, resolution, budget, inputs))
+
+
+def logged(selection: dict) -> dict:
+    """`selection`, its pick and measurements logged in full precision (in a multi-process job every
+    process logs the same line)."""
+    log.info("selection @%d: %s, predicted top-1 %r, measured %r ms/image, budget %r ms/image",
+             selection["resolution"], to_structure_string(NetworkSpec.from_dict(selection["spec"])),
+             selection["predicted_accuracy"], selection["measured_latency_ms"], selection["budget_ms"])
+    return selection
+
+
+def select_at(ctx: SearchContext, model: LocalLinearModel, resolution: int, budget: float, inputs: str) -> dict:
+    """Selection at `resolution` under `budget`, written to selection_r{R}.json with `inputs` (its fingerprint)."""
+    path = ctx.path(f"selection_r{resolution}.json")
     master = model.master.replace(resolution=resolution)
     table = calibrated_table(ctx, model, resolution, budget)
     type_keys = type_keys_of(model, master)

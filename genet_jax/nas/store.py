@@ -8,9 +8,11 @@ import hashlib
 import json
 import logging
 import os
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Optional, Sequence
 
 import jax
+import numpy as np
+from jax.experimental import multihost_utils
 
 from genet_jax.measure import output
 
@@ -83,7 +85,10 @@ def read_json(path: str):
 
 class MeasurementCache:
     """Measurements kept in a JSON file {key: value}, each written the moment it is made, so a
-    killed run loses none and a re-run repeats none. `measured` counts those made by this instance."""
+    killed run loses none and a re-run repeats none. In a multi-process job process 0 alone measures
+    and looks up; every lookup is a collective that hands its values to all processes (each makes the
+    same lookups in the same order), so all hold the same numbers, from one device. `measured`
+    counts the measurements this instance made."""
 
     def __init__(self, path: str):
         self.path = path
@@ -91,11 +96,44 @@ class MeasurementCache:
         self.measured = 0
 
     def get(self, key: str, measure: Callable[[], float]) -> float:
-        if key not in self.entries:
-            self.put({key: measure()})
-        return self.entries[key]
+        return self.get_many([key], lambda missing: [measure()])[0]
+
+    def get_many(self, keys: Sequence[str], measure: Callable[[list[str]], Sequence[float]]) -> list[float]:
+        """The values of `keys`; those not stored yet measured together by `measure(missing keys)`."""
+        if not keys:
+            return []
+        values = None
+        together_with_every_process()
+        if jax.process_index() == 0:
+            missing = [key for key in dict.fromkeys(keys) if key not in self.entries]
+            if missing:
+                self.put(dict(zip(missing, (float(v) for v in measure(missing)))))
+            values = [self.entries[key] for key in keys]
+        values = floats_from_process_zero(values, len(keys))
+        self.entries.update(zip(keys, values))
+        return values
 
     def put(self, measurements: dict[str, float]) -> None:
         self.entries.update(measurements)
         self.measured += len(measurements)
         write_json(self.path, self.entries)
+
+
+def floats_from_process_zero(values: Optional[Sequence[float]], count: int) -> list[float]:
+    """Process 0's `count` floats on every process (the others pass None), bit for bit: sent as the
+    float64s' 32-bit words, which survive JAX's default 32-bit types."""
+    if jax.process_count() == 1:
+        return list(values)
+    words = np.asarray(values if values is not None else np.zeros(count), np.float64).view(np.uint32)
+    received = np.asarray(multihost_utils.broadcast_one_to_all(words), np.uint32)
+    return [float(v) for v in received.view(np.float64)]
+
+
+def together_with_every_process() -> None:
+    """Return once every process has called this (a barrier: a one-word broadcast, the collective
+    above): what process 0 wrote before it, the others read after it. The processes connect for a
+    collective the first time they run it and give up when one is 30 s late (gloo, on CPU devices),
+    so MeasurementCache connects here, all present, before process 0 measures for as long as it
+    takes while the others wait."""
+    if jax.process_count() > 1:
+        multihost_utils.broadcast_one_to_all(np.zeros(1, np.uint32))

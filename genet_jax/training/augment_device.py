@@ -42,8 +42,10 @@ def smooth_labels(labels: jax.Array, num_classes: int, smoothing: float) -> jax.
 
 def mix_batch(key: jax.Array, images: jax.Array, targets: jax.Array, mixup_alpha: float,
               cutmix_alpha: float) -> tuple[jax.Array, jax.Array]:
-    """Mixup (Zhang et al.) or CutMix with the batch reversed as partner; one lambda per batch,
-    CutMix chosen with probability 1/2 when both are on. Targets are mixed with the same weight."""
+    """Mixup (Zhang et al.) or CutMix with the rows reversed as partners; one lambda per call,
+    CutMix chosen with probability 1/2 when both are on. Targets are mixed with the same weight.
+    The train step calls it on each device's rows with a key of its own, as timm mixes each
+    process's batch: partners never cross devices."""
     if mixup_alpha <= 0 and cutmix_alpha <= 0:
         return images, targets
     k_choice, k_mix, k_cut, k_y, k_x = jax.random.split(key, 5)

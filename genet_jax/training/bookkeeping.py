@@ -53,7 +53,7 @@ class RunPlan:
         total_steps = config.num_train_steps if config.num_train_steps > 0 else \
             max(1, int(math.ceil(config.num_epochs * steps_per_epoch)))
         return cls(total_steps=total_steps, steps_per_epoch=steps_per_epoch,
-                   eval_every=max(1, int(round(config.eval_every_epochs * steps_per_epoch))),
+                   eval_every=max(1, int(math.ceil(config.eval_every_epochs * steps_per_epoch))),
                    log_every=config.log_every_steps, checkpoint_every=config.checkpoint.every_steps,
                    per_host_batch=config.batch_size // jax.process_count())
 
@@ -126,7 +126,10 @@ class SigtermStop:
             return self.requested
         if not sync_point:
             return False
-        return bool(np.max(multihost_utils.process_allgather(np.int32(self.requested))))
+        # Every process records the agreed stop: what follows the loop (the final evaluation is
+        # skipped, the save waits, the result says interrupted) is collective and must match.
+        self.requested = bool(np.max(multihost_utils.process_allgather(np.int32(self.requested))))
+        return self.requested
 
     def restore(self) -> None:
         """Put back the handler that was there before."""

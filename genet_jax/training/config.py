@@ -8,9 +8,11 @@ import ml_collections
 
 from genet_jax.arch.registry import resolve_spec
 from genet_jax.arch.spec import NetworkSpec, SpecError
+from genet_jax.data.autoaugment import MAX_LEVEL
 from genet_jax.errors import InputError
 from genet_jax.models.conv_ops import CONV_IMPLS
 from genet_jax.models.network import MasterNet, canonical_dtype, create_model
+from genet_jax.training.steps import BN_STATISTICS
 
 
 class ConfigError(InputError, ValueError):
@@ -55,6 +57,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     for field in ("augment.random_erase_prob", "augment.label_smoothing", "optim.momentum",
                   "data.eval_crop_fraction"):
         _number(config, field, 0, 1)
+    _number(config, "augment.randaugment_magnitude", 0, MAX_LEVEL)
     if config.optim.ema_decay >= 1:
         raise ConfigError("optim.ema_decay", f"must be 0 (off) or in (0, 1), got {config.optim.ema_decay!r}")
     _number(config, "num_train_steps", -1, integer=True)
@@ -68,6 +71,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     scale = tuple(config.augment.rrc_scale)
     if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
         raise ConfigError("augment.rrc_scale", f"must be (low, high) with 0 < low <= high <= 1, got {scale}")
+    if config.bn_statistics not in BN_STATISTICS:
+        raise ConfigError("bn_statistics", f"must be one of {', '.join(BN_STATISTICS)}, got {config.bn_statistics!r}")
     if config.conv_impl not in CONV_IMPLS:
         raise ConfigError("conv_impl", f"must be one of {', '.join(CONV_IMPLS)}, got {config.conv_impl!r}")
     if not config.workdir:

@@ -40,7 +40,8 @@ def train_batches(config: ml_collections.ConfigDict, source: Source, size: int, 
     """This host's augmented training batches, placed with `sharding` ahead of use: decoded by
     data.num_threads threads of this process, or with data.worker_count > 0 by that many grain
     worker processes of data.num_threads threads each (the same batches). `data_state`: the
-    iterator position a checkpoint saved (resume), or None to start at the beginning."""
+    iterator position to resume at (a checkpoint's, `TrainCheckpointer.restore`, or the step's,
+    `pipeline.train_data_state`), set through grain's DatasetIterator.set_state; None: the beginning."""
     data = config.data
     iterator = workers.train_iterator(source, config.augment, size, per_host_batch, config.seed, data.num_threads,
                                       data.worker_count, skips, make_policy(config.augment))

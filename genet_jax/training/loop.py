@@ -48,8 +48,9 @@ def check_finite(state: steps.TrainState, step: int, schedule: optax.Schedule,
                  checkpointer: TrainCheckpointer) -> None:
     """Raise TrainingDiverged if the loss of any step up to `state` was NaN or inf."""
     if int(jax.device_get(state.nonfinite)):
+        lr = float(schedule(steps.applied_updates(state.opt_state)))
         raise TrainingDiverged(
-            f"the loss became NaN or inf before step {step} (lr {float(schedule(step)):.3g}); stopped without "
+            f"the loss became NaN or inf before step {step} (lr {lr:.3g}); stopped without "
             f"saving. The last good checkpoint is in {checkpointer.root} (step {checkpointer.latest_step()}). "
             "Lower config.optim.lr_per_256, enable config.optim.grad_clip_norm, or use float32.")
 
@@ -104,7 +105,7 @@ def train(config: ml_collections.ConfigDict, sources: Optional[tuple[Source, Sou
                                                     "data_source": config.data.source,
                                                     "eval_crop_fraction": config.data.eval_crop_fraction})
     teacher_model, teacher_variables = load_teacher(config, spec, replicated)
-    train_step = steps.jit_train_step(steps.make_train_step(model, tx, config, schedule, teacher_model), mesh)
+    train_step = steps.jit_train_step(steps.make_train_step(model, tx, config, schedule, teacher_model, mesh), mesh)
     evaluator = Evaluator(model, config, mesh)
     start_step = int(jax.device_get(state.step))
     if data_state is None and start_step:  # saved by another number of hosts: the position is the step's

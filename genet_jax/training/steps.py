@@ -1,14 +1,22 @@
-"""Train and eval steps: pure functions of (state, batch), jit-compiled over a device mesh with the
-batch sharded along 'data' and the state replicated. BN statistics are computed over the global
-batch (the sharded batch axis is one array to XLA). With a teacher, its logits come from the same
-augmented images.
+"""Train and eval steps: pure functions of (state, batch), jit-compiled over a 1-D device mesh with
+the batch sharded along 'data' and the state replicated.
+
+The train step is data-parallel as PyTorch's DistributedDataParallel: under `shard_map` each device
+runs the forward and backward pass on its own rows, and what crosses devices is explicit: the
+gradients, the step's metrics and, with `bn_statistics` "per_device" (the authors' setting), one
+average of the BN running statistics; with "global" BN's batch statistics are also averaged over
+every device, in every BN layer, forward and backward (SyncBatchNorm). Mixup / CutMix partners are
+rows of the same device, and each device draws its own lambda (as each of timm's processes does).
+With a teacher, its logits come from the same augmented images.
 
 With `optim.accumulate_steps` k > 1, one step still takes the whole global batch but runs it as k
 micro-batches in sequence (a `lax.scan`: the activations of one micro-batch live at a time), sums
-their gradients and makes one optimizer update: a step, the learning-rate schedule and the EMA
-count optimizer updates either way. Micro-batch i holds rows i, i + k, ... of the batch, so each
-device's rows stay on it; BN normalises each micro-batch with its own statistics (as k separate
-batches would) and updates its running statistics k times per step."""
+their gradients and makes one optimizer update. Micro-batch i holds rows i, i + k, ... of each
+device's rows; BN normalises each micro-batch with its own statistics (as k separate batches would)
+and updates its running statistics k times per step.
+
+The learning-rate schedule and the EMA warm-up count applied optimizer updates (optax's count): a
+step skipped for a non-finite loss or a float16 overflow changes neither."""
 from __future__ import annotations
 
 from typing import Any, Callable, Optional, Sequence
@@ -22,6 +30,10 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from genet_jax.models.network import MasterNet, canonical_dtype
 from genet_jax.training import augment_device, ema
+
+DATA_AXIS = "data"
+BN_PER_DEVICE, BN_GLOBAL = "per_device", "global"
+BN_STATISTICS = (BN_PER_DEVICE, BN_GLOBAL)  # config.bn_statistics
 
 
 @flax.struct.dataclass
@@ -47,12 +59,17 @@ class TrainState:
 
 def create_mesh(devices: Optional[Sequence[jax.Device]] = None) -> Mesh:
     """A 1-D data-parallel mesh over `devices` (default: every device of every host)."""
-    return Mesh(np.asarray(jax.devices() if devices is None else list(devices)), ("data",))
+    return Mesh(np.asarray(jax.devices() if devices is None else list(devices)), (DATA_AXIS,))
 
 
 def shardings(mesh: Mesh) -> tuple[NamedSharding, NamedSharding]:
     """(replicated, batch-sharded)."""
-    return NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("data"))
+    return NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+
+
+def applied_updates(opt_state: Any) -> jax.Array:
+    """How many optimizer updates were applied: optax's own step count, which a skipped step keeps."""
+    return optax.tree.get(opt_state, "count")
 
 
 def init_state(variables: dict, tx: optax.GradientTransformation, loss_scale: float = 1.0,
@@ -124,9 +141,10 @@ def make_gradient_fn(loss_fn: Callable, accumulate_steps: int) -> Callable:
 
 
 def make_train_step(model: MasterNet, tx: optax.GradientTransformation, config, schedule: optax.Schedule,
-                    teacher_model: Optional[MasterNet] = None) -> Callable:
-    """train_step(state, batch, base_key, teacher_variables) -> (state, metrics). The teacher's
-    variables are an argument, not a closure, so they are not baked into the compiled program.
+                    teacher_model: Optional[MasterNet] = None, mesh: Optional[Mesh] = None) -> Callable:
+    """train_step(state, batch, base_key, teacher_variables) -> (state, metrics), data-parallel over
+    `mesh` (default: every device). The teacher's variables are an argument, not a closure, so they
+    are not baked into the compiled program.
 
     With float16 compute the loss is multiplied by a dynamic scale before differentiation: a step
     whose gradients overflow is skipped and halves the scale (it is not a divergence); every
@@ -134,7 +152,7 @@ def make_train_step(model: MasterNet, tx: optax.GradientTransformation, config, 
     """
     aug, num_classes, optim = config.augment, model.spec.num_classes, config.optim
     dynamic_scale = jnp.dtype(model.dtype) == jnp.float16
-    gradients = make_gradient_fn(make_loss_fn(model, config, teacher_model), optim.accumulate_steps)
+    device_gradients = _sharded_gradients(model, config, teacher_model, create_mesh() if mesh is None else mesh)
 
     def train_step(state: TrainState, batch: dict, base_key: jax.Array, teacher_variables: Any = None):
         key = jax.random.fold_in(base_key, state.step)
@@ -143,10 +161,9 @@ def make_train_step(model: MasterNet, tx: optax.GradientTransformation, config, 
         targets = augment_device.smooth_labels(batch["label"], num_classes, aug.label_smoothing)
         if aug.random_erase_prob > 0:
             images = augment_device.random_erasing(k_erase, images, aug.random_erase_prob)
-        images, targets = augment_device.mix_batch(k_mix, images, targets, aug.mixup_alpha, aug.cutmix_alpha)
 
-        grads, loss, top1, batch_stats = gradients(state.params, state.batch_stats, images, targets, batch["label"],
-                                                   state.loss_scale, teacher_variables)
+        grads, loss, top1, batch_stats = device_gradients(state.params, state.batch_stats, images, targets,
+                                                          batch["label"], state.loss_scale, k_mix, teacher_variables)
         grads = jax.tree_util.tree_map(lambda g: g / state.loss_scale, grads)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
@@ -156,20 +173,46 @@ def make_train_step(model: MasterNet, tx: optax.GradientTransformation, config, 
         diverged = ~jnp.isfinite(loss) if dynamic_scale else ~finite  # fp16 gradient overflow: rescale, go on
         loss_scale, streak = _next_loss_scale(state, finite, dynamic_scale, optim.fp16_scale_growth_steps)
         params, batch_stats = keep(params, state.params), keep(batch_stats, state.batch_stats)
+        update_index = applied_updates(state.opt_state)  # the index of this step's update, if it is applied
         averaged = state.ema
         if optim.ema_decay > 0:  # a step not applied leaves the EMA as it is: decay 1
-            decay = jnp.where(finite, ema.decay_at(optim.ema_decay, optim.ema_warmup_power, state.step), 1.0)
+            decay = jnp.where(finite, ema.decay_at(optim.ema_decay, optim.ema_warmup_power, update_index), 1.0)
             averaged = ema.update(state.ema, {"params": params, "batch_stats": batch_stats}, decay)
         new_state = TrainState(step=state.step + 1, params=params, batch_stats=batch_stats,
                                opt_state=keep(opt_state, state.opt_state),
                                nonfinite=state.nonfinite + diverged.astype(jnp.int32),
                                loss_scale=loss_scale, finite_streak=streak, ema=averaged)
-        metrics = {"loss": loss, "top1": top1, "lr": schedule(state.step), "grad_norm": grad_norm}
+        metrics = {"loss": loss, "top1": top1, "lr": schedule(update_index), "grad_norm": grad_norm}
         if dynamic_scale:
             metrics["loss_scale"] = state.loss_scale
         return new_state, metrics
 
     return train_step
+
+
+def _sharded_gradients(model: MasterNet, config, teacher_model: Optional[MasterNet], mesh: Mesh) -> Callable:
+    """gradients(params, batch_stats, images, targets, labels, loss_scale, mix_key, teacher_variables)
+    -> (gradients of the mean scaled loss, mean loss, top-1, BN statistics), replicated, each device
+    computing on its own rows of the batch-sharded images, targets and labels."""
+    global_bn = config.bn_statistics == BN_GLOBAL
+    model = model.clone(bn_axis_name=DATA_AXIS if global_bn else None)
+    gradients = make_gradient_fn(make_loss_fn(model, config, teacher_model), config.optim.accumulate_steps)
+    aug = config.augment
+
+    def one_device(params, batch_stats, images, targets, labels, loss_scale, mix_key, teacher_variables):
+        # As this device's own copies, the weights get this device's gradients (not yet summed over
+        # devices), so accumulated micro-batches make one all-reduce, and the BN statistics this
+        # device's (per_device) or already the global ones (global; averaging them changes nothing).
+        params, batch_stats = jax.lax.pcast((params, batch_stats), DATA_AXIS, to="varying")
+        mix_key = jax.random.fold_in(mix_key, jax.lax.axis_index(DATA_AXIS))  # a lambda per device, as timm's ranks
+        images, targets = augment_device.mix_batch(mix_key, images, targets, aug.mixup_alpha, aug.cutmix_alpha)
+        grads, loss, top1, batch_stats = gradients(params, batch_stats, images, targets, labels, loss_scale,
+                                                   teacher_variables)
+        return jax.lax.pmean((grads, loss, top1, batch_stats), DATA_AXIS)
+
+    replicated, rows = PartitionSpec(), PartitionSpec(DATA_AXIS)
+    return jax.shard_map(one_device, mesh=mesh, out_specs=replicated,
+                         in_specs=(replicated, replicated, rows, rows, rows, replicated, replicated, replicated))
 
 
 def _next_loss_scale(state: TrainState, finite: jax.Array, dynamic: bool, growth_steps: int):
