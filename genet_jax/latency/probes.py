@@ -75,7 +75,7 @@ def _forward_inputs(arch, resolution: Optional[int], settings: ProbeSettings, fo
         variables = model_timing_variables(create_model(spec, dtype=dtype, conv_impl=settings.conv_impl))
     if fold_bn:
         variables = jax.tree_util.tree_map(lambda v: jnp.asarray(v, dtype), fold_batch_norm(variables))
-    device = jax.devices()[0]
+    device = jax.local_devices()[0]  # this process's own (jax.devices()[0] is process 0's)
     images = jax.device_put(jnp.asarray(np.random.default_rng(0).standard_normal(
         model.input_shape(settings.batch), np.float32), dtype), device)
     return spec, model, jax.device_put(variables, device), images

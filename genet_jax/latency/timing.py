@@ -66,7 +66,7 @@ class DeviceIdentity:
 
 def current_device() -> DeviceIdentity:
     """The device probes run on (the first of JAX's default backend)."""
-    return DeviceIdentity.of(jax.devices()[0])
+    return DeviceIdentity.of(jax.local_devices()[0])
 
 
 @dataclasses.dataclass(frozen=True)

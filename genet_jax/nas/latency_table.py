@@ -85,7 +85,7 @@ def time_module(module: nn.Module, input_shape: Sequence[int], settings: ProbeSe
     if settings.engine == "onnxruntime":
         return time_part_onnxruntime(module, input_shape, settings)
     dtype = canonical_dtype(settings.dtype)
-    device = jax.devices()[0]
+    device = jax.local_devices()[0]  # this process's own (jax.devices()[0] is process 0's)
     x = jax.device_put(jnp.asarray(np.random.default_rng(0).standard_normal(input_shape, np.float32), dtype), device)
     variables = jax.device_put(timing_variables(lambda x: module.init(jax.random.PRNGKey(0), x), x), device)
     seconds, _ = time_forward(module.apply, variables, x, settings)
