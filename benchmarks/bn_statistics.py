@@ -15,7 +15,9 @@ report (benchmarks/gpu_report.py) measures both settings on the GPU.
 from __future__ import annotations
 
 import argparse
+import collections
 import os
+import re
 import sys
 
 DEFAULT_DEVICES = 8
@@ -49,6 +51,8 @@ RESULT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "bn
 WARMUP_STEPS = 5
 ROUNDS = 3
 SCHEDULE_STEPS = 10_000
+COLLECTIVE_OPS = ("all-reduce", "all-gather", "all-to-all", "collective-permute", "reduce-scatter")
+_COLLECTIVE = re.compile(r" (" + "|".join(COLLECTIVE_OPS) + r")(?:-start)?\(")
 VARIANCE_FORMULAS = {"two-pass": False, "E[x^2]-E[x]^2": True}  # layers.BN_USE_FAST_VARIANCE
 
 
@@ -71,6 +75,12 @@ def compiled_step(bn_statistics: str, fast_variance: bool, batch: int):
     step = steps.jit_train_step(steps.make_train_step(model, tx, config, schedule, mesh=mesh), mesh)
     compiled = step.lower(state, data, jax.random.PRNGKey(0), None).compile()
     return compiled, state, data
+
+
+def collective_counts(hlo_text: str) -> dict[str, int]:
+    """{op: count} of the cross-device ops (each synchronous op or its async start) in compiled HLO text."""
+    counts = collections.Counter(_COLLECTIVE.findall(hlo_text))
+    return {op: counts.get(op, 0) for op in COLLECTIVE_OPS}
 
 
 def timed_step(compiled, state, data):
@@ -96,9 +106,8 @@ def measure(settings: list[tuple[str, str, bool]], batch: int, runs: int, rounds
             samples[index] += time_runs(one_step, max(1, runs // rounds), WARMUP_STEPS)
     rows = []
     for (bn_statistics, formula, _), (program, _, _), seconds in zip(settings, compiled, samples):
-        text = program.as_text()
         rows.append({"bn_statistics": bn_statistics, "variance": formula, "ms_per_step": 1e3 * trimmed_mean(seconds),
-                     "all_reduces": text.count(" all-reduce(") + text.count(" all-reduce-start(")})
+                     "all_reduces": collective_counts(program.as_text())["all-reduce"]})
     return rows
 
 

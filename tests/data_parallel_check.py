@@ -6,22 +6,19 @@ starts it; XLA's device count is fixed when JAX starts). Prints one JSON object:
 - `bn_layers`: how many BN layers that network has;
 - `*_difference`: the largest absolute parameter difference after one step between the runs named.
 """
-import collections
 import json
-import re
 
 import jax
 import numpy as np
 
 import genet_jax as g
+from benchmarks.bn_statistics import collective_counts
 from configs.common import base_config
 from genet_jax.training import optim, steps
 from genet_jax.training.config import model_from_config
 from tests.helpers import TINY
 
 DEVICES = 8
-COLLECTIVE_OPS = ("all-reduce", "all-gather", "all-to-all", "collective-permute", "reduce-scatter")
-COLLECTIVE = re.compile(r" (" + "|".join(COLLECTIVE_OPS) + r")(?:-start)?\(")
 ROWS_PER_DEVICE = 4
 MIXUP_ALPHA, CUTMIX_ALPHA = 0.2, 1.0
 BATCH_FOR_LR = 256  # the learning rate of a 256-image batch: one step moves the parameters visibly
@@ -45,8 +42,7 @@ class Step:
         batch = {"image": np.zeros((rows, *model.input_shape()[1:]), np.uint8), "label": np.zeros(rows, np.int32)}
         jitted = steps.jit_train_step(steps.make_train_step(model, tx, config, schedule, mesh=mesh), mesh)
         self.compiled = jitted.lower(self.state, batch, KEY, None).compile()
-        counts = collections.Counter(COLLECTIVE.findall(self.compiled.as_text()))
-        self.collectives = {op: counts.get(op, 0) for op in COLLECTIVE_OPS}
+        self.collectives = collective_counts(self.compiled.as_text())
         self.bn_layers = sum(1 for path, _ in jax.tree_util.tree_leaves_with_path(self.state.batch_stats)
                              if str(path[-1].key) == "mean")
 
