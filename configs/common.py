@@ -30,6 +30,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.cache_decoded = False     # decode every image once into memory (small data sets)
     c.data.holdout_size = 0          # > 0: hold out this many (seeded) training examples; eval_split 'holdout'
     c.data.holdout_seed = 0
+    # Image files whose header claims more pixels are skipped unread (a hostile file cannot exhaust memory).
+    # Pillow's own limit (PIL.Image.MAX_IMAGE_PIXELS), also the most allowed: above it Pillow warns, above twice
+    # it Pillow refuses, and genet_jax leaves that process-wide setting to the program.
+    c.data.max_image_pixels = 89_478_485
 
     c.augment = ml_collections.ConfigDict()
     c.augment.random_resized_crop = True

@@ -42,7 +42,8 @@ flags.DEFINE_integer("resolution", None, "evaluation crop size (default: the mod
 def open_split(config, split: str, class_names):
     """The config's data source at `split`; a folder source takes the model's class order."""
     folder_classes = class_names if config.data.source.startswith("folder:") else None
-    return open_source(config.data.source, split, config.data.data_dir or None, class_names=folder_classes)
+    return open_source(config.data.source, split, config.data.data_dir or None, class_names=folder_classes,
+                       max_image_pixels=config.data.max_image_pixels)
 
 
 def evaluate_checkpoint(config, split: str) -> dict:

@@ -113,6 +113,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error("give the command after --, e.g. -- train.py --config configs/default.py")
     if args.processes < 1 or args.devices_per_process < 1:
         parser.error("--processes and --devices-per-process must be >= 1")
+    if command[0].endswith(".py") and not os.path.isfile(command[0]):
+        parser.error(f"{command[0]}: no such file")
     children = start(command, args.processes, args.devices_per_process, args.port or free_port())
     forward = lambda signum, frame: stop(children, args.grace)  # noqa: E731
     signal.signal(signal.SIGTERM, forward)

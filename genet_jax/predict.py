@@ -92,7 +92,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.top_k < 1:
+        parser.error(f"--top-k must be >= 1, got {args.top_k}")
     logging.getLogger("huggingface_hub").setLevel(logging.ERROR)  # its retry chatter; the outcome is one line
     return cli.exit_code_of(lambda: run(args))
 

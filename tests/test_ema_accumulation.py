@@ -66,6 +66,7 @@ def leaves_close(a, b, tolerance=STEP_TOLERANCE):
 def test_a_train_step_averages_the_weights_and_bn_statistics():
     config, model, tx, schedule, state, batch = tiny_setup(ema_decay=DECAY)
     step = jax.jit(steps.make_train_step(model, tx, config, schedule))
+    state = jax.device_put(state, jax.devices()[0])  # committed, as the step returns it: one compilation
     first, _ = step(state, batch, jax.random.PRNGKey(0), None)
     leaves_close(first.ema, first.variables, 0.0)  # update 0: decay 0, a copy
     second, _ = step(first, batch, jax.random.PRNGKey(0), None)

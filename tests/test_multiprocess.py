@@ -182,13 +182,17 @@ def test_a_lost_host_stops_the_others_then_a_rerun_resumes_on_two_or_one_process
 @pytest.mark.slow
 def test_a_sigterm_to_one_process_stops_every_process_at_one_step_and_saves(tmp_path):
     """A preemption of one node: only process 1 gets SIGTERM. The processes agree on one step (the
-    next log step), skip the final evaluation together, save together and exit 0."""
+    next log step), skip the final evaluation together, save together and exit 0. Before that, a
+    second job on the same workdir is refused by every one of its processes: one lock for the job."""
     workdir = tmp_path / "preempted"
     children = start_slurm_step(workdir, num_train_steps=100_000, **{"checkpoint.every_steps": 100_000})
     try:
         tensorboard = workdir / "tensorboard"
         wait_for(lambda: tensorboard.is_dir() and any(os.path.getsize(tensorboard / name) > 200
                                                       for name in os.listdir(tensorboard)), "the first logged step")
+        for code, err in finish(start_slurm_step(workdir)):  # a second job on the workdir: each process refused
+            assert code == 2 and f"{workdir} is in use by pid {children[0].pid}" in err, err[-3000:]
+            assert "process 0 of 2" in err.strip().splitlines()[-1]
         children[1].send_signal(signal.SIGTERM)
     finally:
         outputs = finish(children)

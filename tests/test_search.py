@@ -173,19 +173,3 @@ def test_kill_9_and_resume_then_shards_merge_to_the_same_selection(config_file, 
 
     check_shards_merge_to_the_same_selection(config_file, workdir, str(tmp_path / "sharded"), picked)
     check_the_engine_dependent_stages_on_onnxruntime(config_file, workdir, str(tmp_path / "onnxruntime"))
-
-
-def test_bad_usage_is_reported(config_file, tmp_path):
-    workdir = str(tmp_path / "w")
-    for args, message in [(["--shard=2/2"], "need 0 <= i < n"), (["--shard=x"], "--shard must look like i/n"),
-                          (["--stage=finetune"], "run the MasterNet step first"),
-                          (["--stage=select"], "run the MasterNet step first"),
-                          (["--config.train.data.holdout_size=0"], "holdout_size must be > 0"),
-                          (["--config.latency.engine=tensorrt"], "config.latency: engine must be one of"),
-                          (["--config.latency.engine=onnxruntime", "--config.latency.dtype=bfloat16"],
-                           "config.latency: the onnxruntime engine runs float32 or float16"),
-                          (["--config.latency.engine=onnxruntime", "--config.latency.provider=NoSuchProvider"],
-                           "'NoSuchProvider' is not available")]:
-        result = subprocess.run(search_command(config_file, workdir, *args), capture_output=True, text=True,
-                                cwd=REPO_ROOT)
-        assert result.returncode != 0 and message in result.stderr, (args, result.stderr[-800:])

@@ -9,6 +9,7 @@ import time
 
 import jax
 import numpy as np
+import optax
 import pytest
 from PIL import Image
 
@@ -18,9 +19,12 @@ from genet_jax import export, interop
 from genet_jax.interop.model_checkpoint import load_model_checkpoint
 from genet_jax.training import optim, steps
 from genet_jax.training.config import ConfigError, validate_config
+from genet_jax.training.loop import TrainingDiverged, check_finite
+from genet_jax.training.train_checkpoints import TrainCheckpointer
 from tests.conftest import REPO_ROOT
 from tests.helpers import TINY, tiny_args
 from tests.processes import devices_env
+from tests.test_image_failures import BOMB_SIDE, png_header_only
 
 
 def run_train(args, env=None, **kwargs):
@@ -30,27 +34,6 @@ def run_train(args, env=None, **kwargs):
 
 def final_params(workdir, raw=False):
     return jax.tree_util.tree_leaves(load_model_checkpoint(workdir, raw=raw).variables)
-
-
-def test_config_errors_name_the_field(tmp_path):
-    result = run_train(tiny_args(tmp_path / "a", **{"optim.lr_per_256": -1.0}))
-    assert result.returncode == 2 and "config.optim.lr_per_256: must be > 0" in result.stderr
-    result = run_train(tiny_args(tmp_path / "b", model="genet_nope"))
-    assert result.returncode == 2 and "config.model" in result.stderr and "genet_nope" in result.stderr
-    result = run_train(tiny_args(tmp_path / "c", **{"augment.policy": "fancy"}))
-    assert result.returncode == 2 and "config.augment.policy" in result.stderr
-    result = run_train(tiny_args(tmp_path / "d", batch_size="many"))
-    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
-        "error: flag --config.batch_size=many: invalid literal for int() with base 10: 'many'"]
-    result = run_train(tiny_args(tmp_path / "d", nope=1))
-    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
-        "error: the config has no field 'nope' (see the config file for the field names)"]
-    result = run_train([*tiny_args(tmp_path / "d"), "extra"])
-    assert result.returncode == 2 and "unexpected arguments: ['extra']" in result.stderr
-    result = run_train(["--config", "configs/imagenet_genet_normal.py", f"--config.workdir={tmp_path / 'e'}",
-                        "--config.data.data_dir=" + str(tmp_path / "tfds")])
-    assert result.returncode == 2 and "ILSVRC2012_img_train.tar" in result.stderr
-    assert str(tmp_path / "tfds" / "downloads" / "manual") in result.stderr
 
 
 @pytest.mark.parametrize("field, value", [("conv_impl", "cudnn"), ("bn_statistics", "sync"),
@@ -107,9 +90,14 @@ def test_kill9_then_rerun_equals_uninterrupted(tmp_path):
     resumed = run_train(args)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming from" in resumed.stderr
+    assert f"took over the lock of {tmp_path / 'killed'} from pid {process.pid}" in resumed.stderr
     for raw in (False, True):
         for a, b in zip(final_params(tmp_path / "ref", raw), final_params(tmp_path / "killed", raw)):
             assert np.array_equal(a, b)  # bit-identical: deterministic data order, RNG and XLA CPU kernels
+    saved_config = (tmp_path / "killed" / "config.json").read_text()
+    other_model = run_train(tiny_args(tmp_path / "killed", steps=24, model=TINY.replace('"stem_width": 8', '"stem_width": 12')))
+    assert other_model.returncode == 2 and "no step restores" in other_model.stderr.strip().splitlines()[-1]
+    assert (tmp_path / "killed" / "config.json").read_text() == saved_config  # the refused run's config is not saved
 
 
 @pytest.mark.compat
@@ -117,10 +105,27 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     result = run_train(tiny_args(tmp_path, steps=40, **{"optim.lr_per_256": 1e12, "optim.warmup_epochs": 2.0,
                                                         "checkpoint.every_steps": 2}))
     assert result.returncode == 2
-    assert "the loss became NaN or inf" in result.stderr and "last good checkpoint" in result.stderr
     ckpt = load_model_checkpoint(tmp_path)
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert "the loss became NaN or inf" in last_line
+    assert f"the last good checkpoint is {tmp_path / 'checkpoints' / str(ckpt.step)}." in last_line
+    assert "float32" not in last_line  # the run is float32 already
     assert ckpt.step >= 2
     assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(ckpt.variables))
+
+
+def test_a_nan_before_the_first_checkpoint_says_there_is_none(tmp_path):
+    tx = optax.sgd(optax.constant_schedule(0.1))
+    diverged = steps.init_state({"params": {"w": np.zeros(2, np.float32)}, "batch_stats": {}}, tx)
+    diverged = diverged.replace(nonfinite=np.int32(1))
+    checkpointer = TrainCheckpointer(str(tmp_path), keep=1, async_save=False)
+    try:
+        with pytest.raises(TrainingDiverged) as caught:
+            check_finite(diverged, 3, optax.constant_schedule(0.1), checkpointer, "bfloat16")
+    finally:
+        checkpointer.close()
+    assert "no checkpoint had been saved yet" in str(caught.value) and "(step None)" not in str(caught.value)
+    assert str(caught.value).endswith("or use config.dtype=float32.")
 
 
 @pytest.mark.slow
@@ -167,6 +172,7 @@ def _write_folder(root, with_bad_files):
         Image.fromarray(rgb).convert("CMYK").save(root / "train" / "cat" / "cmyk.jpg")
         Image.fromarray(np.dstack([rgb, rgb[..., :1]])).save(root / "train" / "dog" / "alpha.png")
         (root / "train" / "dog" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+        (root / "train" / "dog" / "bomb.png").write_bytes(png_header_only(BOMB_SIDE, BOMB_SIDE))
         (root / "val" / "dog" / "corrupt.jpg").write_bytes(b"")
 
 
@@ -178,12 +184,9 @@ def test_image_folder_with_bad_files(tmp_path, cache_decoded):
         "augment.policy": "randaugment", "augment.random_resized_crop": True, "data.cache_decoded": cache_decoded}))
     assert result.returncode == 0, result.stderr
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    if cache_decoded:  # decoded once up front: the corrupt JPEG is dropped and counted exactly once
-        assert metrics["skipped_train_images"] == 1
-    else:  # decoded per visit: counted once or twice in 4 steps
-        assert metrics["skipped_train_images"] >= 1
+    assert metrics["skipped_train_images"] == 2  # the corrupt JPEG and the bomb, once however often visited
     assert metrics["eval"]["skipped_images"] == 1 and metrics["eval"]["count"] == 12
-    assert "corrupt.jpg" in result.stderr  # named in the log
+    assert "corrupt.jpg" in result.stderr and "bomb.png: too large to decode" in result.stderr  # named in the log
     assert metrics["model"]["num_classes"] == 2
 
 

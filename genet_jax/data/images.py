@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import math
 import os
+from typing import Optional
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from genet_jax.errors import InputError
 
@@ -19,27 +20,50 @@ IMAGENET_MEAN = np.array(IMAGENET_MEAN_RGB, np.float32)
 IMAGENET_STD = np.array(IMAGENET_STD_RGB, np.float32)
 PIXEL_SCALE = 255.0  # 8-bit pixels -> [0, 1]
 EVAL_CROP_FRACTION = 0.875
+# Pillow's own default limit (PIL.Image.MAX_IMAGE_PIXELS: 1024**3 // 4 // 3, 256 MiB of 8-bit RGB); larger
+# images are skipped unread. Training configs set theirs with data.max_image_pixels.
+DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
 
 
 class ImageError(InputError, ValueError):
     """An image that cannot be decoded; the message names the file."""
 
 
-def load_rgb(path: str | os.PathLike) -> Image.Image:
+def pil_pixel_limit() -> Optional[int]:
+    """Pillow's limit now (PIL.Image.MAX_IMAGE_PIXELS; None: off). Image.open warns above it and refuses
+    twice it, a process-wide setting that this library leaves to the program embedding it, so a limit of
+    ours above Pillow's could not be honoured."""
+    return Image.MAX_IMAGE_PIXELS
+
+
+def load_rgb(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Image.Image:
     """Decode any PIL-readable file to 8-bit RGB (grayscale, palette, CMYK and alpha are converted;
-    alpha is composited over black)."""
+    alpha is composited over black). A file whose header says it has more than `max_pixels` pixels is
+    not decoded. Every failure is an ImageError naming the file and the cause."""
+    name = os.fspath(path)
     try:
-        with Image.open(path) as image:
+        with Image.open(path) as image:  # reads the header only
+            width, height = image.size
+            if width * height > max_pixels:
+                raise ImageError(f"{name}: {width}x{height} pixels, more than the limit of {max_pixels:,}")
             image.load()
-            if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
-                rgba = image.convert("RGBA")
-                background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
-                return Image.alpha_composite(background, rgba).convert("RGB")
-            return image.convert("RGB")
+            return _to_rgb(image)
+    except ImageError:
+        raise
     except FileNotFoundError:
-        raise ImageError(f"{os.fspath(path)}: no such file") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise ImageError(f"{os.fspath(path)}: cannot decode image ({e})") from None
+        raise ImageError(f"{name}: no such file") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:  # above Pillow's own limit
+        raise ImageError(f"{name}: too large to decode ({e})") from None
+    except Exception as e:  # Pillow raises many types for malformed files (struct.error, EOFError, MemoryError, ...)
+        raise ImageError(f"{name}: cannot decode image ({type(e).__name__}: {e})") from None
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
 
 
 def resize_shorter_side(image: Image.Image, size: int) -> Image.Image:

@@ -28,17 +28,26 @@ log = logging.getLogger(__name__)
 
 
 class SkipCounter:
-    """Images that could not be decoded: counted, the first few named in the log."""
+    """Images that could not be decoded, each counted once however often it is visited (every epoch,
+    as a neighbour's substitute, by any thread or worker process); the first few named in the log."""
 
     def __init__(self, what: str, report_first: int = 10):
         self.what, self.report_first = what, report_first
-        self.count = 0
         self.examples: list[str] = []
+        self._records: set[int] = set()
         self._lock = threading.Lock()
 
-    def add(self, error: Exception) -> None:
+    @property
+    def count(self) -> int:
+        """The number of distinct images skipped."""
+        return len(self._records)
+
+    def add(self, record: int, error: Exception) -> None:
+        """`record`: the image's index in its source (one file, whatever the shuffled position)."""
         with self._lock:
-            self.count += 1
+            if record in self._records:
+                return
+            self._records.add(record)
             if len(self.examples) < self.report_first:
                 self.examples.append(str(error))
                 log.warning("%s: skipping an image: %s", self.what, error)
@@ -47,15 +56,16 @@ class SkipCounter:
 def decode_in_memory(source: Source, num_threads: int, progress: bool = True) -> Source:
     """Every image decoded once to uint8 RGB and kept in memory (small data sets such as CIFAR-10:
     the JPEG decoding then no longer competes with the training step for the CPU). Undecodable
-    files are dropped, counted in `Source.skipped` and the first few named in the log."""
+    files are dropped (so no later pipeline sees, or counts, them again), counted in `Source.skipped`
+    and the first few named in the log."""
     skips = SkipCounter(f"decode {source.name}")
 
     def decode(index: int):
         image, label = source[index]
         try:
-            return np.asarray(transforms.to_pil(image), dtype=np.uint8), label
+            return np.asarray(transforms.to_pil(image, source.max_image_pixels), dtype=np.uint8), label
         except ImageError as e:
-            skips.add(e)
+            skips.add(index, e)
             return None
 
     with concurrent.futures.ThreadPoolExecutor(max(1, num_threads)) as pool:
@@ -71,15 +81,17 @@ def decode_in_memory(source: Source, num_threads: int, progress: bool = True) ->
 
 
 class TrainTransform:
-    def __init__(self, augment, size: int, skips: SkipCounter, policy=None):
-        self.augment, self.size, self.skips, self.policy = augment, size, skips, policy
+    """The index of a record of `source` -> its augmented example, or None if its image cannot be decoded."""
 
-    def __call__(self, record, rng: np.random.Generator) -> Optional[dict]:
-        image, label = record
+    def __init__(self, source: Source, augment, size: int, skips: SkipCounter, policy=None):
+        self.source, self.augment, self.size, self.skips, self.policy = source, augment, size, skips, policy
+
+    def __call__(self, index: int, rng: np.random.Generator) -> Optional[dict]:
+        image, label = self.source[index]
         try:
-            pil = transforms.to_pil(image)
+            pil = transforms.to_pil(image, self.source.max_image_pixels)
         except ImageError as e:
-            self.skips.add(e)
+            self.skips.add(index, e)
             return None
         aug = self.augment
         if aug.random_resized_crop:
@@ -96,15 +108,17 @@ class TrainTransform:
 
 
 class EvalTransform:
-    def __init__(self, size: int, crop_fraction: float, skips: SkipCounter):
-        self.size, self.crop_fraction, self.skips = size, crop_fraction, skips
+    """The index of a record of `source` -> its evaluation example, or None if its image cannot be decoded."""
 
-    def __call__(self, record) -> Optional[dict]:
-        image, label = record
+    def __init__(self, source: Source, size: int, crop_fraction: float, skips: SkipCounter):
+        self.source, self.size, self.crop_fraction, self.skips = source, size, crop_fraction, skips
+
+    def __call__(self, index: int) -> Optional[dict]:
+        image, label = self.source[index]
         try:
-            array = transforms.eval_image(image, self.size, self.crop_fraction)
+            array = transforms.eval_image(image, self.size, self.crop_fraction, self.source.max_image_pixels)
         except ImageError as e:
-            self.skips.add(e)
+            self.skips.add(index, e)
             return None
         return {"image": np.ascontiguousarray(array, dtype=np.uint8), "label": np.int32(label)}
 
@@ -153,9 +167,10 @@ def train_rows(source: Source, augment, size: int, per_host_batch: int, seed: in
                policy=None) -> GlobalBatchRows:
     """Infinite, shuffled (a new permutation every epoch), augmented examples: this host's rows of
     every global batch (`GlobalBatchRows`), so the order is the same for any number of hosts.
-    `skips`: counts undecodable images (a `SkipCounter`, or in worker processes a recorder)."""
-    ds = grain.MapDataset.source(source).shuffle(seed=seed).repeat()
-    ds = ds.random_map(TrainTransform(augment, size, skips, policy), seed=seed + 1)
+    `skips`: counts undecodable images (a `SkipCounter`, or in worker processes a recorder). The
+    shuffled stream is of indices into `source` (what identifies an undecodable image to `skips`)."""
+    ds = grain.MapDataset.range(len(source)).shuffle(seed=seed).repeat()
+    ds = ds.random_map(TrainTransform(source, augment, size, skips, policy), seed=seed + 1)
     return GlobalBatchRows(ds, per_host_batch, jax.process_index(), jax.process_count())
 
 
@@ -178,8 +193,8 @@ def train_data_state(step: int, per_host_batch: int) -> dict:
 def eval_batches(source: Source, size: int, crop_fraction: float, per_host_batch: int, num_threads: int,
                  skips: SkipCounter) -> Iterator[dict]:
     """This host's shard in order, in equal-count batches across hosts; padding has mask 0."""
-    shard = grain.MapDataset.source(source)[jax.process_index()::jax.process_count()]
-    ds = shard.map(EvalTransform(size, crop_fraction, skips)).filter(lambda example: example is not None)
+    shard = grain.MapDataset.range(len(source))[jax.process_index()::jax.process_count()]
+    ds = shard.map(EvalTransform(source, size, crop_fraction, skips)).filter(lambda example: example is not None)
     iterator = iter(ds.to_iter_dataset(read_options=_read_options(num_threads)).batch(per_host_batch))
     num_batches = math.ceil(math.ceil(len(source) / jax.process_count()) / per_host_batch)
     for _ in range(num_batches):

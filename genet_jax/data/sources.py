@@ -14,6 +14,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 from PIL import Image
 
+from genet_jax.data.images import DEFAULT_MAX_IMAGE_PIXELS
 from genet_jax.errors import InputError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -25,12 +26,15 @@ class DataError(InputError, ValueError):
 
 @dataclasses.dataclass
 class Source:
-    """records[i] is (image, label): image a uint8 HxWx3 array or a file path, label an int."""
+    """records[i] is (image, label): image a uint8 HxWx3 array or a file path, label an int. Where its
+    images are decoded (genet_jax.data.pipeline), a file of more than `max_image_pixels` pixels is
+    skipped unread (training configs: data.max_image_pixels)."""
 
     records: Sequence[tuple[Any, int]]
     class_names: list[str]
     name: str
     skipped: int = 0  # undecodable images already dropped (by decode_in_memory)
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
 
     def __len__(self) -> int:
         return len(self.records)
@@ -159,12 +163,14 @@ def _check_imagenet(data_dir: str) -> None:
             "copy with --config.data.source=folder:/path/to/imagenet (train/<wnid>/*.JPEG, val/<wnid>/*.JPEG)")
 
 
-def open_source(spec: str, split: str, data_dir: Optional[str] = None,
-                class_names: Optional[list[str]] = None) -> Source:
+def open_source(spec: str, split: str, data_dir: Optional[str] = None, class_names: Optional[list[str]] = None,
+                max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Source:
     if spec == "digits":
-        return digits_source(split)
-    if spec.startswith("folder:"):
-        return folder_source(os.path.expanduser(spec[len("folder:"):]), split, class_names)
-    if spec.startswith("tfds:"):
-        return tfds_source(spec[len("tfds:"):], split, data_dir)
-    raise DataError(f"config.data.source: unknown source {spec!r}; use 'digits', 'folder:DIR' or 'tfds:NAME'")
+        source = digits_source(split)
+    elif spec.startswith("folder:"):
+        source = folder_source(os.path.expanduser(spec[len("folder:"):]), split, class_names)
+    elif spec.startswith("tfds:"):
+        source = tfds_source(spec[len("tfds:"):], split, data_dir)
+    else:
+        raise DataError(f"config.data.source: unknown source {spec!r}; use 'digits', 'folder:DIR' or 'tfds:NAME'")
+    return dataclasses.replace(source, max_image_pixels=max_image_pixels)

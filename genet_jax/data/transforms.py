@@ -11,13 +11,14 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from genet_jax.data.images import ImageError, eval_resize_crop, load_rgb
+from genet_jax.data.images import DEFAULT_MAX_IMAGE_PIXELS, ImageError, eval_resize_crop, load_rgb
 
 
-def to_pil(image: Any) -> Image.Image:
-    """A path, encoded bytes' path or an HxW(x3) uint8 array -> PIL RGB. Raises ImageError."""
+def to_pil(image: Any, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Image.Image:
+    """A path, encoded bytes' path or an HxW(x3) uint8 array -> PIL RGB. Raises ImageError (a file of
+    more than `max_pixels` pixels is not decoded)."""
     if isinstance(image, (str, bytes)) or hasattr(image, "__fspath__"):
-        return load_rgb(image)
+        return load_rgb(image, max_pixels)
     array = np.asarray(image)
     if array.ndim == 2:
         array = np.repeat(array[..., None], 3, -1)
@@ -73,9 +74,9 @@ def resize_to(image: Image.Image, size: int) -> Image.Image:
     return image if image.size == (size, size) else image.resize((size, size), Image.BILINEAR)
 
 
-def eval_image(image: Any, size: int, crop_fraction: float) -> np.ndarray:
+def eval_image(image: Any, size: int, crop_fraction: float, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
     """The authors' evaluation geometry, uint8 output (normalisation happens on the device)."""
-    pil = to_pil(image)
+    pil = to_pil(image, max_pixels)
     if crop_fraction >= 1.0 and pil.size == (size, size):
         return np.asarray(pil)
     return eval_resize_crop(pil, size, crop_fraction)

@@ -11,8 +11,9 @@ grain's orbax handler) with the same position: the index of this host's next exa
 `{"next_index": i}`, also the format of `pipeline.train_data_state`, so checkpoints resume across
 both and across host counts; `set_state` restarts the workers at that example (like
 grain.experimental.ElasticIterator, which assigns examples to hosts differently). Undecodable
-images are recorded in the worker and handed over with the batch to the training process's
-`SkipCounter`, which counts and logs them as with threads. Evaluation stays on threads (`pipeline.eval_batches`).
+images are recorded in the worker, by their index in the source, and handed over with the batch to
+the training process's `SkipCounter`, which counts each once (whichever worker and epoch) and logs
+them as with threads. Evaluation stays on threads (`pipeline.eval_batches`).
 """
 from __future__ import annotations
 
@@ -25,18 +26,18 @@ from absl import flags
 from genet_jax.data import pipeline
 from genet_jax.data.sources import DataError, Source
 
-SKIPS_KEY = "undecodable"  # the batch's entry of errors recorded in the worker; removed before use
+SKIPS_KEY = "undecodable"  # the batch's entry of (index, error) recorded in the worker; removed before use
 # Finished batches each worker keeps queued for the training process (grain's default; a batch of
 # ImageNet's 1024 images at 192x192 is 113 MB of shared memory).
 BATCHES_QUEUED_PER_WORKER = 1
 
 
 class SkipRecorder:
-    """In a worker process: the undecodable-image errors since the last batch was handed over. A
-    copy sent to a worker starts empty (and with a lock of its own: locks do not pickle)."""
+    """In a worker process: the undecodable images (index in the source, error) since the last batch
+    was handed over. A copy sent to a worker starts empty (and with a lock of its own: locks do not pickle)."""
 
     def __init__(self):
-        self._errors: list[Exception] = []
+        self._errors: list[tuple[int, Exception]] = []
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict:
@@ -45,11 +46,11 @@ class SkipRecorder:
     def __setstate__(self, state: dict) -> None:
         self.__init__()
 
-    def add(self, error: Exception) -> None:
+    def add(self, record: int, error: Exception) -> None:
         with self._lock:
-            self._errors.append(error)
+            self._errors.append((record, error))
 
-    def take(self) -> tuple[Exception, ...]:
+    def take(self) -> tuple[tuple[int, Exception], ...]:
         with self._lock:
             errors, self._errors = tuple(self._errors), []
         return errors
@@ -94,8 +95,8 @@ class WorkerBatches(grain.DatasetIterator):
         if self._iterator is None:
             self._iterator = self._start()
         batch = dict(next(self._iterator))
-        for error in batch.pop(SKIPS_KEY):
-            self.skips.add(error)
+        for record, error in batch.pop(SKIPS_KEY):
+            self.skips.add(record, error)
         self._next_index += self.per_host_batch
         return batch
 

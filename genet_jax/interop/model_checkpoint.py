@@ -23,6 +23,7 @@ import orbax.checkpoint as ocp
 
 from genet_jax.arch.spec import NetworkSpec, SpecError
 from genet_jax.errors import InputError
+from genet_jax.interop import orbax_faults
 
 VARIABLES_ITEM = "variables"
 MODEL_ITEM = "model"
@@ -100,20 +101,24 @@ def load_model_checkpoint(path: str | os.PathLike, step: Optional[int] = None, r
         where = os.path.join(root, str(step))
         weights = EMA_WEIGHTS if not raw and has_ema_weights(where) else RAW_WEIGHTS
         item = EMA_ITEM if weights == EMA_WEIGHTS else VARIABLES_ITEM
+        put_back_unraisable_hook = orbax_faults.drop_orbax_leftovers()
         try:
             model = manager.restore(step, args=ocp.args.Composite(**{MODEL_ITEM: ocp.args.JsonRestore()}))[MODEL_ITEM]
             # A target on this process's first device makes the restore independent of the
-            # device topology the checkpoint was written from (e.g. 8 devices -> 1).
-            metadata = manager.item_metadata(step)[item]
+            # device topology the checkpoint was written from (e.g. 8 devices -> 1). Only this item's
+            # metadata: the manager's item_metadata reads every item of the step and warns about each
+            # it has no handler for (a trainer step's train_state and data_position).
+            metadata = ocp.StandardCheckpointHandler().metadata(manager.directory / str(step) / item)
             device = jax.sharding.make_single_device_sharding(jax.local_devices()[0])  # SingleDeviceSharding: deprecated in jax 0.12.1
             target = jax.tree_util.tree_map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
                                             metadata, is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"))
             state = manager.restore(step, args=ocp.args.Composite(**{item: ocp.args.StandardRestore(target)}))[item]
             state = jax.tree_util.tree_map(np.asarray, state)
-        except Exception as e:
-            first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        except Exception as e:  # the hook stays: the failed read's leftovers are collected later
+            orbax_faults.ignore_unawaited_coroutines()
             raise CheckpointError(f"cannot read checkpoint {where!r} (truncated or corrupt?): "
-                                  f"{type(e).__name__}: {first_line[:300]}") from None
+                                  f"{type(e).__name__}: {orbax_faults.first_line(e)}") from None
+        put_back_unraisable_hook()
     try:
         spec = NetworkSpec.from_dict(model["spec"])
     except (SpecError, KeyError, TypeError) as e:

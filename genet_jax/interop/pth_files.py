@@ -34,7 +34,8 @@ def export_pth(spec: NetworkSpec, variables: Any, layout: str, out: str, extras:
     state = to_state_dict(spec, variables, layout, extras)
     tensors = {k: torch.from_numpy(v.copy()) for k, v in state.items()}
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    torch.save({"state_dict": tensors} if layout == "official" else tensors, out)
+    with open(out, "wb") as f:  # an unwritable path is Python's OSError naming it, not a torch RuntimeError
+        torch.save({"state_dict": tensors} if layout == "official" else tensors, f)
     written, sidecar = [out], sidecar_paths(out)[layout]
     if layout == "official":
         with open(sidecar, "w") as f:

@@ -34,6 +34,7 @@ from genet_jax.nas.master import run_master
 from genet_jax.nas.regression import run_regression
 from genet_jax.nas.selection import run_selection
 from genet_jax.nas.store import together_with_every_process
+from genet_jax.workdir_lock import WORKDIR_LOCK_FILE, create_workdir, hold_workdir, shard_lock_file
 
 __all__ = ["STAGES", "SearchError", "run_search"]
 
@@ -51,7 +52,16 @@ def run_search(config: ml_collections.ConfigDict, stage: str = "all", shard: tup
     if stage != "all" and stage not in STAGES:
         raise ValueError(f"stage must be 'all' or one of {STAGES}, got {stage!r}")
     ctx = open_context(config)
-    on_stage = on_stage or (lambda name, outcome: None)
+    create_workdir(ctx.workdir)
+    # Shards of the fine-tunes run side by side, each under its own lock; any other run holds the workdir.
+    lock_file = shard_lock_file(*shard) if stage == "finetune" and shard[1] > 1 else WORKDIR_LOCK_FILE
+    with hold_workdir(ctx.workdir, lock_file):
+        _run_stages(ctx, stage, shard, allow_missing, on_stage or (lambda name, outcome: None))
+    return ctx
+
+
+def _run_stages(ctx: SearchContext, stage: str, shard: tuple[int, int], allow_missing: bool,
+                on_stage: Callable[[str, Any], None]) -> None:
     if stage in ("all", "master"):
         on_stage("master", run_master(ctx))
         together_with_every_process()  # process 0 writes master.json, which every process reads next
@@ -68,7 +78,6 @@ def run_search(config: ml_collections.ConfigDict, stage: str = "all", shard: tup
                 log.warning("resolution %d: %s", resolution, e)
                 failed.append({"resolution": int(resolution), "error": str(e)})
         on_stage("select", write_search_result(ctx, quality, per_resolution, failed))
-    return ctx
 
 
 def select_and_train(ctx: SearchContext, model: LocalLinearModel, resolution: int) -> dict:

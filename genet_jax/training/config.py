@@ -9,6 +9,7 @@ import ml_collections
 from genet_jax.arch.registry import resolve_spec
 from genet_jax.arch.spec import NetworkSpec, SpecError
 from genet_jax.data.autoaugment import MAX_LEVEL
+from genet_jax.data.images import pil_pixel_limit
 from genet_jax.errors import InputError
 from genet_jax.models.conv_ops import CONV_IMPLS
 from genet_jax.models.network import MasterNet, canonical_dtype, create_model
@@ -51,6 +52,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         ("optim.fp16_initial_loss_scale", 1, False, False), ("optim.fp16_scale_growth_steps", 1, True, False),
         ("data.holdout_size", 0, True, False), ("data.holdout_seed", 0, True, False),
         ("data.worker_count", 0, True, False), ("optim.accumulate_steps", 1, True, False),
+        ("data.max_image_pixels", 1, True, False),
         ("optim.ema_decay", 0, False, False), ("optim.ema_warmup_power", 0, False, False),
     ]:
         _number(config, field, low, integer=integer, low_open=low_open)
@@ -58,6 +60,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                   "data.eval_crop_fraction"):
         _number(config, field, 0, 1)
     _number(config, "augment.randaugment_magnitude", 0, MAX_LEVEL)
+    _check_max_image_pixels(config.data.max_image_pixels)
     if config.optim.ema_decay >= 1:
         raise ConfigError("optim.ema_decay", f"must be 0 (off) or in (0, 1), got {config.optim.ema_decay!r}")
     _number(config, "num_train_steps", -1, integer=True)
@@ -87,6 +90,14 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         resolve_spec(config.model)
     except SpecError as e:
         raise ConfigError("model", str(e)) from None
+
+
+def _check_max_image_pixels(value: int) -> None:
+    pil_limit = pil_pixel_limit()
+    if pil_limit is not None and value > pil_limit:
+        raise ConfigError("data.max_image_pixels", f"must be <= {pil_limit} (Pillow's own limit, "
+                                                   f"PIL.Image.MAX_IMAGE_PIXELS, which genet_jax does not change), "
+                                                   f"got {value!r}")
 
 
 def model_spec(config: ml_collections.ConfigDict, num_classes: int) -> NetworkSpec:

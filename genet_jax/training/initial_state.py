@@ -71,15 +71,16 @@ def load_initial_variables(config, model: MasterNet, key: jax.Array) -> dict:
 def create_train_state(config: ml_collections.ConfigDict, model: MasterNet, tx: optax.GradientTransformation,
                        checkpointer: TrainCheckpointer, sharding, key: jax.Array,
                        initial_variables: Optional[dict] = None) -> tuple[steps.TrainState, Optional[dict]]:
-    """(train state placed with `sharding`, data iterator state or None). Resumes from the latest
-    checkpoint when there is one; otherwise starts from `initial_variables`, else from
-    `load_initial_variables(config, model, key)`."""
+    """(train state placed with `sharding`, data iterator state or None). Resumes from the newest
+    checkpoint that restores when there is one (`TrainCheckpointer.restore`); otherwise starts from
+    `initial_variables`, else from `load_initial_variables(config, model, key)`."""
     loss_scale, with_ema = steps.initial_loss_scale(config), config.optim.ema_decay > 0
     if checkpointer.latest_step() is not None:  # resume: shapes only, no initialisation to compile or run
         abstract = jax.eval_shape(lambda k: steps.init_state(init_variables(model, k), tx, loss_scale, with_ema), key)
-        state, data_state = checkpointer.restore(abstract_like(abstract, sharding))
-        log.info("resuming from %s/%d", checkpointer.root, int(state.step))
-        return state, data_state
+        resumed = checkpointer.restore(abstract_like(abstract, sharding))
+        if resumed is not None:  # None: the workdir held empty step directories only
+            log.info("resuming from %s", checkpointer.step_dir(int(resumed[0].step)))
+            return resumed
     if initial_variables is None:
         initial_variables = load_initial_variables(config, model, key)
     return jax.device_put(steps.init_state(initial_variables, tx, loss_scale, with_ema), sharding), None

@@ -14,9 +14,11 @@ from genet_jax.training.config import ConfigError
 
 def open_sources(config: ml_collections.ConfigDict) -> tuple[Source, Source]:
     """(train, eval) sources of a training config. With data.holdout_size > 0 that many training
-    examples are held out (seeded) and eval_split 'holdout' evaluates on them."""
+    examples are held out (seeded) and eval_split 'holdout' evaluates on them. Wherever their images are
+    decoded (training, evaluation, data.cache_decoded), files above data.max_image_pixels are skipped unread."""
     data = config.data
-    train_source = open_source(data.source, data.train_split, data.data_dir or None)
+    train_source = open_source(data.source, data.train_split, data.data_dir or None,
+                               max_image_pixels=data.max_image_pixels)
     if data.eval_split == HOLDOUT_SPLIT and data.holdout_size <= 0:
         raise ConfigError("data.eval_split", "'holdout' needs data.holdout_size > 0")
     if data.holdout_size > 0:
@@ -28,7 +30,8 @@ def open_sources(config: ml_collections.ConfigDict) -> tuple[Source, Source]:
         eval_source = holdout
     else:
         folder_classes = train_source.class_names if data.source.startswith("folder:") else None
-        eval_source = open_source(data.source, data.eval_split, data.data_dir or None, class_names=folder_classes)
+        eval_source = open_source(data.source, data.eval_split, data.data_dir or None, class_names=folder_classes,
+                                  max_image_pixels=data.max_image_pixels)
     if data.cache_decoded:
         train_source = pipeline.decode_in_memory(train_source, data.num_threads, config.progress_bar)
         eval_source = pipeline.decode_in_memory(eval_source, data.num_threads, config.progress_bar)

@@ -32,6 +32,7 @@ from genet_jax.training.inputs import open_sources, train_batches
 from genet_jax.training.metrics import MetricWriter
 from genet_jax.training.result import TrainResult
 from genet_jax.training.train_checkpoints import TrainCheckpointer
+from genet_jax.workdir_lock import create_workdir, hold_workdir
 
 log = logging.getLogger("genet_jax.train")
 
@@ -44,15 +45,19 @@ class TrainingDiverged(InputError, RuntimeError):
     """A NaN or inf loss; the run stops and the last good checkpoint is kept."""
 
 
-def check_finite(state: steps.TrainState, step: int, schedule: optax.Schedule,
-                 checkpointer: TrainCheckpointer) -> None:
-    """Raise TrainingDiverged if the loss of any step up to `state` was NaN or inf."""
+def check_finite(state: steps.TrainState, step: int, schedule: optax.Schedule, checkpointer: TrainCheckpointer,
+                 dtype: str) -> None:
+    """Raise TrainingDiverged if the loss of any step up to `state` was NaN or inf (`dtype`: config.dtype)."""
     if int(jax.device_get(state.nonfinite)):
         lr = float(schedule(steps.applied_updates(state.opt_state)))
-        raise TrainingDiverged(
-            f"the loss became NaN or inf before step {step} (lr {lr:.3g}); stopped without "
-            f"saving. The last good checkpoint is in {checkpointer.root} (step {checkpointer.latest_step()}). "
-            "Lower config.optim.lr_per_256, enable config.optim.grad_clip_norm, or use float32.")
+        last_good = checkpointer.latest_step()
+        kept = (f"the last good checkpoint is {checkpointer.root}/{last_good}" if last_good is not None
+                else "no checkpoint had been saved yet")
+        remedies = "lower config.optim.lr_per_256 or enable config.optim.grad_clip_norm"
+        if dtype != "float32":
+            remedies = remedies.replace(" or ", ", ") + " or use config.dtype=float32"
+        raise TrainingDiverged(f"the loss became NaN or inf before step {step} (lr {lr:.3g}); stopped without "
+                               f"saving: {kept}. To go on, {remedies}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,13 +77,16 @@ class _Run:
     stop: SigtermStop
     progress: tqdm
     throughput: Throughput
+    dtype: str  # config.dtype
 
     def close(self) -> None:
-        self.batches.close()  # stops the grain worker processes (data.worker_count > 0)
-        self.progress.close()
-        self.checkpointer.close()
-        self.writer.close()
-        self.stop.restore()
+        try:
+            self.batches.close()  # stops the grain worker processes (data.worker_count > 0)
+            self.progress.close()
+            self.checkpointer.close()  # a CheckpointWriteError if the last save failed in the background
+        finally:
+            self.writer.close()
+            self.stop.restore()
 
 
 def train(config: ml_collections.ConfigDict, sources: Optional[tuple[Source, Source]] = None,
@@ -87,7 +95,14 @@ def train(config: ml_collections.ConfigDict, sources: Optional[tuple[Source, Sou
     `open_sources(config)` returns them. `initial_variables`: start from these instead of a fresh
     initialisation (LLR-NAS fine-tunes with inherited weights); a checkpoint in the workdir wins."""
     validate_config(config)
-    workdir = _prepare_workdir(config)
+    workdir = create_workdir(config.workdir)
+    with hold_workdir(workdir):
+        return _train_in(workdir, config, sources, initial_variables)
+
+
+def _train_in(workdir: str, config: ml_collections.ConfigDict, sources: Optional[tuple[Source, Source]],
+              initial_variables: Optional[dict]) -> TrainResult:
+    """`train` in `workdir`, created and locked."""
     train_source, eval_source = sources if sources is not None else open_sources(config)
     spec = model_spec(config, train_source.num_classes)
     mesh = steps.create_mesh()
@@ -101,6 +116,7 @@ def train(config: ml_collections.ConfigDict, sources: Optional[tuple[Source, Sou
 
     checkpointer = TrainCheckpointer(workdir, config.checkpoint.keep, config.checkpoint.async_save)
     state, data_state = create_train_state(config, model, tx, checkpointer, replicated, init_key, initial_variables)
+    _save_config(workdir, config)  # once the run is valid and restored: a refused run keeps the workdir's config
     description = model_description(spec, metadata={"class_names": train_source.class_names,
                                                     "data_source": config.data.source,
                                                     "eval_crop_fraction": config.data.eval_crop_fraction})
@@ -122,7 +138,7 @@ def train(config: ml_collections.ConfigDict, sources: Optional[tuple[Source, Sou
                teacher_variables=teacher_variables, batches=batches,
                evaluate=functools.partial(evaluator.evaluate_all, source=eval_source, size=spec.resolution),
                checkpointer=checkpointer, description=description, writer=writer, stop=stop, progress=progress,
-               throughput=Throughput(config.batch_size))
+               throughput=Throughput(config.batch_size), dtype=config.dtype)
     started = time.perf_counter()
     try:
         state, eval_metrics = _train_steps(run, state, start_step)
@@ -138,15 +154,12 @@ def train(config: ml_collections.ConfigDict, sources: Optional[tuple[Source, Sou
     return final
 
 
-def _prepare_workdir(config: ml_collections.ConfigDict) -> str:
-    """The absolute workdir, created, with the config saved in it (host 0) and logged."""
-    workdir = os.path.abspath(config.workdir)
-    os.makedirs(workdir, exist_ok=True)
+def _save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
+    """The run's config, saved in its workdir (host 0) and logged."""
     if jax.process_index() == 0:
         with open(os.path.join(workdir, "config.json"), "w") as f:
             f.write(config.to_json_best_effort(indent=2))
     log.info("config:\n%s", config)
-    return workdir
 
 
 def named_variables(state: steps.TrainState) -> dict[str, dict]:
@@ -186,7 +199,7 @@ def _train_steps(run: _Run, state: steps.TrainState, step: int) -> tuple[steps.T
 def _log_train_metrics(run: _Run, state: steps.TrainState, step: int, metrics: dict) -> None:
     """The step's training metrics and the window's images/s to TensorBoard and the progress bar."""
     metrics = jax.device_get(metrics)
-    check_finite(state, step, run.schedule, run.checkpointer)
+    check_finite(state, step, run.schedule, run.checkpointer, run.dtype)
     images_per_second = run.throughput.end_window()
     scalars = {f"train/{k}": float(v) for k, v in metrics.items()}
     scalars["train/images_per_second"] = images_per_second
@@ -197,7 +210,7 @@ def _log_train_metrics(run: _Run, state: steps.TrainState, step: int, metrics: d
 
 def _evaluate(run: _Run, state: steps.TrainState, step: int) -> dict:
     """{weights: metrics} of the raw weights (TensorBoard `eval/`) and their EMA (`eval_ema/`)."""
-    check_finite(state, step, run.schedule, run.checkpointer)
+    check_finite(state, step, run.schedule, run.checkpointer, run.dtype)
     results = run.evaluate(named_variables(state))
     for weights, metrics in results.items():
         prefix = "eval" if weights == RAW_WEIGHTS else "eval_ema"
@@ -210,7 +223,7 @@ def _evaluate(run: _Run, state: steps.TrainState, step: int) -> dict:
 def _save(run: _Run, state: steps.TrainState, step: int, eval_metrics: Optional[dict]) -> None:
     """Checkpoint `state` with the data position (and eval top-1, when evaluated: of the EMA weights
     when kept, the ones export and prediction use); on a SIGTERM, wait until it is written."""
-    check_finite(state, step, run.schedule, run.checkpointer)
+    check_finite(state, step, run.schedule, run.checkpointer, run.dtype)
     best_of = eval_metrics.get(EMA_WEIGHTS, eval_metrics.get(RAW_WEIGHTS)) if eval_metrics else None
     run.checkpointer.save(state, run.description, run.batches.state,
                           {"top1": best_of["top1"]} if best_of is not None else None, wait=run.stop.requested)
