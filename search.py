@@ -61,20 +61,20 @@ def main(argv) -> int:
 
 
 def print_outcome(stage, outcome):
-    """The lines search.py prints after each stage."""
+    """The lines search.py prints after each stage (`outcome`: genet_jax.nas.driver.run_search's)."""
     if stage == "master":
-        print(f"MasterNet: NAS-validation top-1 {outcome['accuracy']:.4f} ({outcome['weights']} weights)")
+        print(f"MasterNet: NAS-validation top-1 {outcome.accuracy:.4f} ({outcome.weights} weights)")
     elif stage == "finetune":
         print(f"fine-tunes run now: {outcome}")
     elif stage == "select":
-        picked, master = outcome["selected"], outcome["master"]
-        trained = picked["trained_accuracy"]
-        print(f"selected @{picked['resolution']}: {picked['structure_string']}")
-        print(f"  predicted top-1 {picked['predicted_accuracy']:.4f}, measured {picked['measured_latency_ms']:.4f} "
-              f"ms/image (budget {picked['budget_ms']:.4f})"
-              + (f", trained top-1 {trained:.4f} ({picked['trained_weights']} weights)" if trained is not None else ""))
-        print(f"  MasterNet top-1 {master['accuracy']:.4f} ({master['weights']} weights) at "
-              f"{master['measured_latency_ms']:.4f} ms/image")
+        picked, master = outcome.selected, outcome.master
+        trained = picked.trained_accuracy
+        print(f"selected @{picked.resolution}: {picked.structure_string}")
+        print(f"  predicted top-1 {picked.predicted_accuracy:.4f}, measured {picked.measured_latency_ms:.4f} "
+              f"ms/image (budget {picked.budget_ms:.4f})"
+              + (f", trained top-1 {trained:.4f} ({picked.trained_weights} weights)" if trained is not None else ""))
+        print(f"  MasterNet top-1 {master.accuracy:.4f} ({master.weights} weights) at "
+              f"{master.measured_latency_ms:.4f} ms/image")
         print(f"result: {os.path.join(os.path.abspath(flags.FLAGS.config.workdir), 'search_result.json')}")
 
 

@@ -2,8 +2,8 @@
 the float32 ONNX export and as the static QDQ INT8 export (calibrated on images of its training
 split), each on the same split with the same preprocessing. The commands are the user's own:
 
-    python -m genet_jax.export --checkpoint DIR --format onnx --out F32.onnx
-    python -m genet_jax.export --checkpoint DIR --format onnx --quantize int8 --calibration SOURCE --out INT8.onnx
+    python -m genet_jax.export onnx --checkpoint DIR --out F32.onnx
+    python -m genet_jax.export int8 --checkpoint DIR --calibration SOURCE --out INT8.onnx
     python -m genet_jax.evaluate --config CONFIG --checkpoint DIR | --onnx FILE
 
     python benchmarks/onnx_int8_accuracy.py --checkpoint DIR [--config configs/cifar10.py]
@@ -52,9 +52,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as scratch:
         paths = {"float32": os.path.join(scratch, "float32.onnx"), "int8": os.path.join(scratch, "int8.onnx")}
         crop = ["--crop-fraction", args.crop_fraction] if args.crop_fraction else []
-        run_tool("genet_jax.export", "--checkpoint", args.checkpoint, "--format", "onnx", *crop,
-                 "--out", paths["float32"])
-        run_tool("genet_jax.export", "--checkpoint", args.checkpoint, "--format", "onnx", *crop, "--quantize", "int8",
+        run_tool("genet_jax.export", "onnx", "--checkpoint", args.checkpoint, *crop, "--out", paths["float32"])
+        run_tool("genet_jax.export", "int8", "--checkpoint", args.checkpoint, *crop,
                  "--calibration", args.source, "--calibration-images", str(args.calibration_images),
                  "--out", paths["int8"])
         results["jax"] = evaluate(config_args, ["--checkpoint", args.checkpoint])

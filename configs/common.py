@@ -1,6 +1,8 @@
 """Fields shared by every training config; each config file starts from `base_config()`."""
 import ml_collections
 
+from genet_jax.data.images import DEFAULT_MAX_IMAGE_PIXELS
+
 
 def base_config() -> ml_collections.ConfigDict:
     """Every training field with its default and a comment: one table, read top to bottom (so it is
@@ -33,7 +35,7 @@ def base_config() -> ml_collections.ConfigDict:
     # Image files whose header claims more pixels are skipped unread (a hostile file cannot exhaust memory).
     # Pillow's own limit (PIL.Image.MAX_IMAGE_PIXELS), also the most allowed: above it Pillow warns, above twice
     # it Pillow refuses, and genet_jax leaves that process-wide setting to the program.
-    c.data.max_image_pixels = 89_478_485
+    c.data.max_image_pixels = DEFAULT_MAX_IMAGE_PIXELS
 
     c.augment = ml_collections.ConfigDict()
     c.augment.random_resized_crop = True
@@ -77,7 +79,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.checkpoint.async_save = True
 
     c.log_every_steps = 50
-    c.eval_every_epochs = 1.0
+    c.eval_every_epochs = 1.0        # epochs between evaluations; 0: once, at the end of the run
     c.eval_flip_tta = False          # average the logits of each eval image and its mirror image
     c.progress_bar = True
     return c

@@ -108,7 +108,7 @@ def _compiled(path: str):
     except OSError as e:
         raise ConfigFileError(f"config file {path!r}: {e.strerror}") from None
     try:
-        return compile(source, path, "exec")
+        return compile(source, path, "exec", dont_inherit=True)  # not cli.py's __future__ imports
     except SyntaxError as e:
         raise ConfigFileError(f"config file {path!r}, line {e.lineno}: {e.msg}") from None
     except ValueError as e:  # a null byte

@@ -31,7 +31,7 @@ if REPO not in sys.path:  # the config files import configs.common, whatever the
 
 cli.define_config_file("config", os.path.join(REPO, "configs", "default.py"), "data config")
 flags.DEFINE_string("checkpoint", None, "model checkpoint or trainer workdir (or give --onnx)")
-flags.DEFINE_string("onnx", None, "an ONNX export (python -m genet_jax.export --format onnx) to run on "
+flags.DEFINE_string("onnx", None, "an ONNX export (python -m genet_jax.export onnx or int8) to run on "
                                   "ONNX Runtime instead of a checkpoint")
 flags.DEFINE_string("provider", CPU_PROVIDER, "ONNX Runtime execution provider for --onnx")
 flags.DEFINE_bool("raw_weights", False, cli.RAW_WEIGHTS_HELP)

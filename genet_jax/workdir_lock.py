@@ -1,8 +1,9 @@
 """One job per workdir: the lock train.py and search.py hold on their workdir while they run.
 
 The lock is an operating-system record lock (POSIX `fcntl.lockf`) on a file in the workdir, so the
-kernel (or, on NFS, the lock manager) drops it the moment its holder dies: kill -9, an out-of-memory
-kill or a lost host leave no lock behind that blocks the next run. The file also holds the holder's
+kernel drops it the moment its holder dies (kill -9, an out-of-memory kill), and on NFS the lock
+manager once the lost host's lease expires (about 90 s on NFSv4): no lock is left behind that blocks
+the next run for good. The file also holds the holder's
 description (host, pid, start time, command), written when the lock is taken and cleared when it is
 released, so that
 
@@ -104,16 +105,23 @@ class WorkdirLock:
     """The lock on `directory` (which must exist) through its file `name`, for this process.
 
     `acquire` raises WorkdirInUse when another process holds it, and returns the holder it replaced
-    when that one ended without releasing it (else None). Record locks belong to a process, not to a
-    file descriptor: a second WorkdirLock on the same file in the same process is refused here,
-    since the kernel would grant it."""
+    when that one ended without releasing it (else None). A `shared` lock (the fine-tune shards of a
+    search, side by side) excludes only exclusive holders, and describes no holder. Record locks
+    belong to a process, not to a file descriptor: a second WorkdirLock on the same file in the same
+    process is refused here, since the kernel would grant it (or convert the first)."""
 
-    _held_here: set[str] = set()  # lock files this process holds
+    _held_here: set[str] = set()  # lock files this process holds (real paths)
     _held_here_guard = threading.Lock()
 
-    def __init__(self, directory: str, name: str = WORKDIR_LOCK_FILE):
-        self.path = os.path.join(os.path.abspath(directory), name)
+    def __init__(self, directory: str, name: str = WORKDIR_LOCK_FILE, shared: bool = False):
+        self.path = os.path.join(os.path.realpath(directory), name)
+        self.shared = shared
         self._fd: Optional[int] = None
+
+    def holder(self) -> Optional[LockHolder]:
+        """Who the lock file describes, read through the held descriptor (opening the file anew and
+        closing it would drop this process's lock)."""
+        return LockHolder.from_json(_read(self._fd)) if self._fd is not None else None
 
     def acquire(self) -> Optional[LockHolder]:
         with self._held_here_guard:
@@ -136,19 +144,18 @@ class WorkdirLock:
 
     def _lock(self, fd: int) -> Optional[LockHolder]:
         try:
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.lockf(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except OSError as e:
             if e.errno in (errno.EACCES, errno.EAGAIN):
-                holder = LockHolder.from_json(_read(fd))
-                raise WorkdirInUse(f"{os.path.dirname(self.path)} is in use by "
-                                   f"{holder.describe() if holder else 'another process'}: wait for it to end, "
-                                   "or give this run another workdir") from None
+                holder = LockHolder.from_json(_read(fd))  # none: held shared, by fine-tune shards
+                raise WorkdirInUse(in_use_message(os.path.dirname(self.path), holder)) from None
             if e.errno not in LOCKS_UNSUPPORTED:
                 raise
             log.warning("%s: this file system has no locks (%s), so a second run on this workdir would not be "
                         "noticed", self.path, e.strerror)
-        previous = LockHolder.from_json(_read(fd))
-        _write(fd, LockHolder.this_process().to_json())
+            return None  # whoever the file describes may be running still
+        previous = LockHolder.from_json(_read(fd))  # described, yet not holding the lock: it ended without release
+        _write(fd, "" if self.shared else LockHolder.this_process().to_json())
         return previous
 
     def release(self) -> None:
@@ -156,11 +163,17 @@ class WorkdirLock:
             return
         with self._held_here_guard:
             try:
-                os.ftruncate(self._fd, 0)  # a released lock describes no holder
+                if not self.shared:
+                    os.ftruncate(self._fd, 0)  # a released lock describes no holder
             finally:
                 os.close(self._fd)  # and drops the lock
                 self._fd = None
                 self._held_here.discard(self.path)
+
+
+def in_use_message(workdir: str, holder: Optional[LockHolder]) -> str:
+    named = holder.describe() if holder else "the fine-tune shards of a search (--shard)"
+    return f"{workdir} is in use by {named}: wait for it to end, or give this run another workdir"
 
 
 def _read(fd: int) -> str:
@@ -176,11 +189,11 @@ def _write(fd: int, text: str) -> None:
 
 
 @contextlib.contextmanager
-def hold_workdir(directory: str, name: str = WORKDIR_LOCK_FILE) -> Iterator[None]:
+def hold_workdir(directory: str, name: str = WORKDIR_LOCK_FILE, shared: bool = False) -> Iterator[None]:
     """Hold the lock on `directory` for the `with` block, once for the whole job (process 0 takes it);
     every process raises WorkdirInUse when another run holds it. A lock left by a holder that died is
     taken over, with a warning naming that holder."""
-    lock = WorkdirLock(directory, name) if jax.process_index() == 0 else None
+    lock = WorkdirLock(directory, name, shared) if jax.process_index() == 0 else None
     outcome, error = _HELD, None
     if lock is not None:
         try:
@@ -222,5 +235,4 @@ def _seen_from_another_process(path: str) -> str:
             holder = LockHolder.from_json(f.read())
     except OSError:
         holder = None
-    named = holder.describe() if holder else "another run (see process 0's error)"
-    return f"{os.path.dirname(path)} is in use by {named}: wait for it to end, or give this run another workdir"
+    return in_use_message(os.path.dirname(path), holder)

@@ -174,8 +174,9 @@ def test_predict_and_export_use_the_ema_weights_unless_told(ema_run, sample_jpeg
     for flag, expected in (([], load_model_checkpoint(ema_run)), (["--raw-weights"], load_model_checkpoint(
             ema_run, raw=True))):
         pth, back = tmp_path / f"model{len(flag)}.pth", tmp_path / f"back{len(flag)}"
-        assert export.main(["--checkpoint", str(ema_run), "--format", "official", "--out", str(pth), *flag]) == 0
-        assert export.main(["--import", str(pth), "--format", "official", "--out", str(back)]) == 0
+        assert export.main(["torch", "--checkpoint", str(ema_run), "--format", "official", "--out", str(pth),
+                            *flag]) == 0
+        assert export.main(["import", str(pth), "--format", "official", "--out", str(back)]) == 0
         leaves_close(load_model_checkpoint(back).variables, expected.variables, 0.0)
 
 

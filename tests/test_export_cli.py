@@ -13,8 +13,9 @@ from PIL import Image
 import genet_jax as g
 from genet_jax import export, interop, predict
 from genet_jax.data.images import eval_preprocess, load_rgb
+from genet_jax.export import ModelSource, legacy
 from genet_jax.interop.model_checkpoint import CheckpointError, load_model_checkpoint, save_model_checkpoint
-from tests.helpers import calibrated_variables
+from tests.helpers import calibrated_variables, tiny
 
 torch = pytest.importorskip("torch", reason="torch: an optional dependency (requirements-dev.txt installs it)")
 from genet_jax.interop.torch_model import TorchGENet  # noqa: E402
@@ -28,13 +29,13 @@ def _leaves_equal(a, b):
 
 def test_export_official_then_import(tmp_path, capsys):
     out = str(tmp_path / "light.pth")
-    assert export.main(["--arch", "genet_light", "--seed", "3", "--format", "official", "--out", out]) == 0
+    assert export.main(["torch", "--arch", "genet_light", "--seed", "3", "--format", "official", "--out", out]) == 0
     assert os.path.isfile(tmp_path / "light.txt")
     saved = torch.load(out, weights_only=True)
     assert list(saved) == ["state_dict"] and len(saved["state_dict"]) == 272
     emitted = (tmp_path / "light.txt").read_text()
     assert g.parse_structure_string(emitted, resolution=192) == g.resolve_spec("genet_light")
-    assert export.main(["--import-from", out, "--out", str(tmp_path / "ckpt")]) == 0
+    assert export.main(["import", out, "--out", str(tmp_path / "ckpt")]) == 0
     ckpt = load_model_checkpoint(tmp_path / "ckpt")
     assert ckpt.spec == g.resolve_spec("genet_light")  # matched in the registry: resolution 192 kept
     assert ckpt.metadata["format"] == "official"
@@ -46,17 +47,17 @@ def test_checkpoint_export_to_timm_and_back_is_exact(tmp_path):
     variables = calibrated_variables(model, resolution=32)
     save_model_checkpoint(tmp_path / "ckpt", model.spec, variables)
     out = str(tmp_path / "m.pth")
-    assert export.main(["--checkpoint", str(tmp_path / "ckpt"), "--format", "timm", "--out", out]) == 0
+    assert export.main(["torch", "--checkpoint", str(tmp_path / "ckpt"), "--format", "timm", "--out", out]) == 0
     assert not os.path.exists(tmp_path / "m.timm.json")  # gernet_m: timm names it
     assert list(torch.load(out, weights_only=True)) == interop.state_dict_keys(model.spec, "timm")
-    assert export.main(["--import-from", out, "--format", "timm", "--out", str(tmp_path / "back")]) == 0
+    assert export.main(["import", out, "--format", "timm", "--out", str(tmp_path / "back")]) == 0
     back = load_model_checkpoint(tmp_path / "back")
     assert back.spec == model.spec and _leaves_equal(back.variables, variables)
 
 
 def test_timm_config_for_other_networks(tmp_path):
     out = str(tmp_path / "n3.pth")
-    assert export.main(["--arch", "table6_net3", "--format", "timm", "--out", out]) == 0
+    assert export.main(["torch", "--arch", "table6_net3", "--format", "timm", "--out", out]) == 0
     config = json.loads((tmp_path / "n3.timm.json").read_text())
     assert [b["type"] for b in config["blocks"]] == ["basic", "basic", "bottle", "bottle"]
     assert [b["gs"] for b in config["blocks"]] == [0, 0, 1, 1]
@@ -73,18 +74,18 @@ def test_torch_format_carries_any_spec(tmp_path):
     variables = calibrated_variables(model, resolution=32)
     save_model_checkpoint(tmp_path / "ckpt", spec, variables)
     out = str(tmp_path / "nas.pth")
-    assert export.main(["--checkpoint", str(tmp_path / "ckpt"), "--format", "torch", "--out", out]) == 0
+    assert export.main(["torch", "--checkpoint", str(tmp_path / "ckpt"), "--format", "torch", "--out", out]) == 0
     assert g.NetworkSpec.load(tmp_path / "nas.json") == spec
     module = TorchGENet(spec)
     module.load_state_dict(torch.load(out, weights_only=True), strict=True)
-    assert export.main(["--import-from", out, "--out", str(tmp_path / "back")]) == 0
+    assert export.main(["import", out, "--out", str(tmp_path / "back")]) == 0
     back = load_model_checkpoint(tmp_path / "back")
     assert back.spec == spec and _leaves_equal(back.variables, variables)
 
 
 def test_import_errors_are_clear(tmp_path, capsys):
     good = str(tmp_path / "light.pth")
-    export.main(["--arch", "genet_light", "--format", "official", "--out", good])
+    export.main(["torch", "--arch", "genet_light", "--format", "official", "--out", good])
     capsys.readouterr()
     truncated = tmp_path / "truncated.pth"
     with open(good, "rb") as f:
@@ -93,14 +94,14 @@ def test_import_errors_are_clear(tmp_path, capsys):
     torch.save({"conv.weight": torch.zeros(3)}, tmp_path / "other.pth")
     os.remove(tmp_path / "light.txt")
     cases = [
-        (["--import-from", good, "--format", "timm"], "looks like a 'official' state_dict"),
-        (["--import-from", good, "--arch", "genet_normal"], "the file looks like 'genet_light'"),
-        (["--import-from", str(tmp_path / "missing.pth")], "no such file"),
-        (["--import-from", str(truncated)], "cannot read it as a PyTorch weights file"),
-        (["--import-from", str(tmp_path / "garbage.pth")], "not a PyTorch file"),
-        (["--import-from", str(tmp_path / "other.pth")], "not a GENet state_dict"),
-        (["--checkpoint", str(tmp_path / "nowhere"), "--format", "torch"], "no checkpoint at"),
-        (["--arch", "genet_nope", "--format", "torch"], "unknown architecture 'genet_nope'"),
+        (["import", good, "--format", "timm"], "looks like a 'official' state_dict"),
+        (["import", good, "--arch", "genet_normal"], "the file looks like 'genet_light'"),
+        (["import", str(tmp_path / "missing.pth")], "no such file"),
+        (["import", str(truncated)], "cannot read it as a PyTorch weights file"),
+        (["import", str(tmp_path / "garbage.pth")], "not a PyTorch file"),
+        (["import", str(tmp_path / "other.pth")], "not a GENet state_dict"),
+        (["torch", "--checkpoint", str(tmp_path / "nowhere"), "--format", "torch"], "no checkpoint at"),
+        (["torch", "--arch", "genet_nope", "--format", "torch"], "unknown architecture 'genet_nope'"),
     ]
     for argv, message in cases:
         assert export.main(argv + ["--out", str(tmp_path / "out")]) == 2, argv
@@ -139,7 +140,7 @@ def imported_light(tmp_path_factory):
                             interop.to_state_dict(model.spec, variables).items()})
     official = interop.convert_state_dict(module.state_dict(), model.spec, "torch", "official")
     torch.save({"state_dict": official}, tmp / "GENet_small.pth")
-    assert export.main(["--import-from", str(tmp / "GENet_small.pth"), "--format", "official",
+    assert export.main(["import", str(tmp / "GENet_small.pth"), "--format", "official",
                         "--out", str(tmp / "ckpt")]) == 0
     return module.eval(), str(tmp / "ckpt")
 
@@ -185,7 +186,70 @@ def test_eval_preprocessing_geometry():
 
 def test_export_runs_as_module(tmp_path):
     out = tmp_path / "l.pth"
-    result = subprocess.run([sys.executable, "-m", "genet_jax.export", "--arch", "genet_light", "--format", "torch",
-                             "--out", str(out)], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "genet_jax.export", "torch", "--arch", "genet_light",
+                             "--format", "torch", "--out", str(out)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert out.is_file() and (tmp_path / "l.json").is_file()
+
+
+@pytest.mark.parametrize("argv,unknown", [
+    (["torch", "--arch", "A", "--format", "torch", "--dtype", "float16"], "--dtype"),
+    (["import", "m.pth", "--checkpoint", "C"], "--checkpoint"),
+    (["onnx", "--arch", "A", "--calibration", "digits"], "--calibration"),
+    (["int8", "--arch", "A", "--calibration", "digits", "--dtype", "float16"], "--dtype"),
+    (["hub", "--arch", "A", "--input-layout", "NHWC"], "--input-layout")])
+def test_each_command_takes_only_its_own_flags(argv, unknown, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exited:
+        export.main(argv + ["--out", str(tmp_path / "out")])
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exited.value.code == 2 and last.startswith("python -m genet_jax.export: error: unrecognized arguments: "
+                                                      + unknown), last
+
+
+def test_a_model_source_names_a_checkpoint_or_an_architecture():
+    for both_or_neither in ({"checkpoint": "run", "arch": "genet_light"}, {}):
+        with pytest.raises(ValueError, match="exactly one of checkpoint or arch"):
+            ModelSource(**both_or_neither)
+
+
+@pytest.mark.parametrize("old,new,old_words,new_words", [
+    (["--arch", "A", "--seed", "3", "--format", "official", "--dtype", "float16", "--out", "m.pth"],
+     ["torch", "--arch=A", "--seed=3", "--format=official", "--out=m.pth"], "--format official",
+     "torch --format official"),
+    (["--import-from=-m.pth", "--format", "timm", "--seed", "1", "--out", "ckpt"],
+     ["import", "--format=timm", "--out=ckpt", "--", "-m.pth"], "--import-from FILE.pth", "import FILE.pth"),
+    (["--checkpoint", "C", "--format", "onnx", "--dtype", "float16", "--input-layout", "NHWC", "--calibration",
+      "digits", "--out", "m.onnx"],
+     ["onnx", "--checkpoint=C", "--dtype=float16", "--input-layout=NHWC", "--out=m.onnx"], "--format onnx", "onnx"),
+    (["--checkpoint", "C", "--format", "onnx", "--quantize", "int8", "--calibration", "digits", "--reduce-range",
+      "--dtype", "float32", "--out", "q.onnx"], ["int8", "--checkpoint=C", "--calibration=digits", "--reduce-range",
+                                                 "--out=q.onnx"], "--format onnx --quantize int8", "int8"),
+    (["--checkpoint", "C", "--format", "hub", "--crop-fraction", "1", "--raw-weights", "--out", "F"],
+     ["hub", "--checkpoint=C", "--crop-fraction=1.0", "--raw-weights", "--out=F"], "--format hub", "hub")])
+def test_old_flag_forms_map_onto_the_commands(old, new, old_words, new_words, capsys):
+    """The old form's flags that its command takes, the others dropped (the old form ignored them)."""
+    assert legacy.subcommand_argv(old) == new
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == (f"warning: `python -m genet_jax.export {old_words} ...` is deprecated; "
+                    f"use `python -m genet_jax.export {new_words} ...`")
+    export.build_parser().parse_args(new)
+
+
+def test_old_flag_forms_still_export_and_import_with_one_deprecation_line(tmp_path, capsys):
+    out = str(tmp_path / "tiny.pth")
+    assert export.main(["--arch", tiny(), "--seed", "2", "--format", "torch", "--out", out]) == 0
+    assert export.main(["--import-from", out, "--out", str(tmp_path / "ckpt")]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "deprecated" in line]
+    assert warnings == ["warning: `python -m genet_jax.export --format torch ...` is deprecated; "
+                        "use `python -m genet_jax.export torch --format torch ...`",
+                        "warning: `python -m genet_jax.export --import-from FILE.pth ...` is deprecated; "
+                        "use `python -m genet_jax.export import FILE.pth ...`"]
+    model = g.create_model(tiny())
+    assert _leaves_equal(load_model_checkpoint(tmp_path / "ckpt").variables, g.init_variables(model, 2))
+    for argv, message in ((["--arch", "A", "--format", "onnx", "--quantize", "int8", "--calibration", "digits",
+                            "--dtype", "float16"], "--quantize applies to --format onnx with --dtype float32"),
+                          (["--import-from", out, "--format", "hub"], "hub is an export format")):
+        with pytest.raises(SystemExit) as exited:
+            export.main(argv + ["--out", str(tmp_path / "refused")])
+        err = capsys.readouterr().err
+        assert exited.value.code == 2 and message in err.splitlines()[-1] and "deprecated" not in err

@@ -4,7 +4,6 @@ block profiling and LLR-NAS's table parts on that engine; measurements keyed by 
 import json
 import time
 
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -14,11 +13,11 @@ from genet_jax.interop.onnx_export import export_onnx
 from genet_jax.interop.onnx_runtime import onnxruntime_session
 from genet_jax.latency.cli import main as latency_main
 from genet_jax.latency.onnxruntime_probe import probe_onnxruntime, time_onnx_files
+from genet_jax.latency.parts import StemPart, TailPart, UnitPart
 from genet_jax.latency.probes import model_timing_variables
 from genet_jax.latency.timing import ProbeSettings, measurement_context
 from genet_jax.measure import batch_sweep, block_profile
-from genet_jax.nas.latency_table import _Layer, _Tail, time_module
-from genet_jax.nas.onnxruntime_parts import torch_part
+from genet_jax.nas.latency_table import time_part
 from genet_jax.nas.store import fingerprint
 from tests.helpers import FakeTimer, read_csv, tiny
 
@@ -91,8 +90,11 @@ def test_batch_sweep_and_block_profile_take_the_engine(tmp_path):
 def test_measurements_are_keyed_by_engine_and_provider():
     jax_context = measurement_context(ProbeSettings(batch=4))
     assert "engine" not in jax_context["settings"] and "engine_version" not in jax_context  # keys as before
-    ort_context = measurement_context(ProbeSettings(batch=4, engine="onnxruntime"))
-    assert ort_context["settings"]["provider"] == "CPUExecutionProvider"
+    ort_settings = ProbeSettings(batch=4, engine="onnxruntime")
+    assert ort_settings.resolved().conv_impl is None  # the provider is the engine's own field, not a kernel set
+    ort_context = measurement_context(ort_settings)
+    # keyed as before engines owned their settings (the provider under conv_impl too): stored probes stay found
+    assert ort_context["settings"]["provider"] == ort_context["settings"]["conv_impl"] == "CPUExecutionProvider"
     assert ort_context["engine_version"] == f"onnxruntime {ort.__version__}"
     assert fingerprint(jax_context) != fingerprint(ort_context)
     with pytest.raises(ValueError, match="bfloat16"):
@@ -104,11 +106,9 @@ def test_measurements_are_keyed_by_engine_and_provider():
 def test_latency_table_parts_time_on_onnxruntime():
     settings = ProbeSettings(batch=2, runs=3, warmup=1, rounds=1, engine="onnxruntime")
     unit = UnitConfig("BL", 8, 16, 4, 2, 3)
-    parts = [(_Layer(jnp.float32, "lax", stem=(8, 3, 2)), (2, 16, 16, 3)),
-             (_Layer(jnp.float32, "lax", unit=unit), (2, 8, 8, 8)),
-             (_Tail(32, 10, jnp.float32, "lax"), (2, 4, 4, 16))]
+    parts = [(StemPart(8, 3, 2), (2, 16, 16, 3)), (UnitPart(unit), (2, 8, 8, 8)), (TailPart(32, 10), (2, 4, 4, 16))]
     for part, shape in parts:
-        ms = time_module(part, shape, settings)
+        ms = time_part(part, shape, settings)
         assert 0 < ms < 1e3
-    torch_unit = torch_part(parts[1][0], 8)
+    torch_unit = parts[1][0].torch_module(8)
     assert sorted(name for name, _ in torch_unit.named_children()) == sorted(c.name for c in unit.conv_layers())

@@ -1,15 +1,20 @@
 """The latency lookup table: interpolation, exact sums of parts, dense lines, calibration, a killed
-build resumed from its part probes, the table of real probes round-tripped."""
+build resumed from its part probes, part-probe keys made of the parts' fields, the table of real
+probes round-tripped."""
+import dataclasses
 import json
+import logging
 
 import numpy as np
 import pytest
 
-from genet_jax.latency.timing import ProbeSettings
-from genet_jax.models.network import canonical_dtype
+from genet_jax.arch.spec import UnitConfig
+from genet_jax.latency import timing
+from genet_jax.latency.parts import StemPart, TailPart, UnitPart
+from genet_jax.latency.timing import DeviceIdentity, ProbeSettings
 from genet_jax.nas.candidates import predict_latency, sample_candidates
-from genet_jax.nas.latency_table import (LatencyTable, PartProbeCache, _bilinear, _Tail, build_latency_table,
-                                         stage_input_sizes)
+from genet_jax.nas.latency_table import (LatencyTable, PartProbeCache, _bilinear, _ProjectedUnit, build_latency_table,
+                                         part_key, stage_input_sizes)
 from genet_jax.nas.space import BlockType, make_block
 from tests.nas_helpers import MASTER, SPACE
 
@@ -51,8 +56,8 @@ def test_dense_line_parts_are_exact_at_every_allowed_width():
     # a timer with no structure in width (as XLA:CPU's cost can be): with line_points <= 0 the
     # repeated units, the tail and the stem-fed first units are read back exactly at every allowed
     # width; first units fed by a searched width stay on the coarse grid
-    def part_ms(module, shape, settings):
-        return 1e-3 * (1 + abs(hash((" ".join(repr(module).split()), shape))) % 1000)
+    def part_ms(part, shape, settings):
+        return 1e-3 * (1 + abs(hash((part.key(), shape))) % 1000)
 
     keys = [["XX-k3-r1"], ["BL-k3-r0.25"], ["DW-k3-r3"]]
     table = build_latency_table(MASTER, keys, SPACE, 16, ProbeSettings(), grid_points=2, progress=False,
@@ -66,7 +71,7 @@ def test_dense_line_parts_are_exact_at_every_allowed_width():
         two, one = (table.block_latency(1, "BL-k3-r0.25", depth, 16, width) for depth in (2, 1))
         repeated = table.blocks[1]["BL-k3-r0.25"]["rest"][list(table.rest_grids[1]).index(width)]
         assert two - one == pytest.approx(repeated)
-    tail = _Tail(MASTER.final_width, MASTER.num_classes, canonical_dtype("float32"), table.settings.conv_impl)
+    tail = TailPart(MASTER.final_width, MASTER.num_classes)
     for j, width in enumerate(SPACE.widths(MASTER.blocks[-1].width)):
         assert table.tail[j] == part_ms(tail, (64, sizes[-1], sizes[-1], int(width)), None)
     coarse = build_latency_table(MASTER, keys, SPACE, 16, ProbeSettings(), grid_points=2, progress=False,
@@ -92,9 +97,9 @@ def test_part_probe_cache_resumes_a_killed_table_build(tmp_path):
     keys = [["XX-k3-r1"], ["BL-k3-r0.25", "DW-k3-r3"], ["DW-k3-r3"]]
     calls = []
 
-    def part_ms(module, shape, settings):  # deterministic, distinct per part
+    def part_ms(part, shape, settings):  # deterministic, distinct per part
         calls.append(shape)
-        return 1e-3 * (len(repr(module)) + sum(shape))
+        return 1e-3 * (len(part.key()) + sum(shape))
 
     class Killed(Exception):
         pass
@@ -125,6 +130,50 @@ def test_part_probe_cache_resumes_a_killed_table_build(tmp_path):
     other = PartProbeCache(path, part_ms)  # other probe settings are other measurements
     build_latency_table(MASTER, keys, SPACE, 16, ProbeSettings(batch=8), 3, progress=False, timer=other)
     assert other.measured == total
+
+
+# A device no host reports, so that keys do not depend on the host running the test.
+KEY_TEST_DEVICE = DeviceIdentity("cpu", "cpu", "0.0.0")
+# The measurement context's fingerprint of ProbeSettings(batch=8) on KEY_TEST_DEVICE: the part of
+# the key that is not the part's, identical to the keys stored before parts were keyed by their fields.
+CONTEXT_FINGERPRINT = "c6ebc9d4471fdf41"
+
+
+def test_part_keys_are_made_of_the_parts_fields(monkeypatch):
+    monkeypatch.setattr(timing, "current_device", lambda: KEY_TEST_DEVICE)
+    settings, shape, unit = ProbeSettings(batch=8), (8, 8, 8, 8), UnitConfig("BL", 8, 16, 4, 2, 3)
+    key = part_key(UnitPart(unit), shape, settings)
+    assert key == f"unit BL 8->16 mid4 k3 s2 projection@[8, 8, 8, 8]/{CONTEXT_FINGERPRINT}"
+    assert part_key(UnitPart(UnitConfig("BL", 8, 16, 4, 2, 3)), shape, ProbeSettings(batch=8)) == key
+    assert part_key(StemPart(8, 3, 2), (8, 16, 16, 3), settings).startswith("stem w8 k3 s2@[8, 16, 16, 3]/")
+    assert part_key(TailPart(32, 10), (8, 2, 2, 16), settings).startswith("tail w32 classes10@[8, 2, 2, 16]/")
+    changed = [UnitPart(dataclasses.replace(unit, **{field: value})) for field, value in (
+        ("block_type", "DW"), ("in_width", 16), ("width", 24), ("mid_width", 8), ("stride", 1), ("kernel_size", 5))]
+    keys = {part_key(part, shape, settings) for part in changed} | {
+        part_key(UnitPart(unit), (8, 16, 16, 8), settings), part_key(UnitPart(unit), (4, 8, 8, 8), settings),
+        part_key(UnitPart(unit), shape, ProbeSettings(batch=8, dtype="bfloat16"))}
+    assert len(keys | {key}) == len(changed) + 3 + 1  # any field, the input or a setting: another key
+    square = UnitConfig("XX", 16, 16, 16, 1, 3)  # a stride-1 unit, timed with and without its projection
+    assert part_key(UnitPart(_ProjectedUnit(*dataclasses.astuple(square))), shape, settings) == \
+        part_key(UnitPart(square), shape, settings).replace("@", " projection@")
+
+
+def test_part_probes_keyed_by_a_module_repr_are_ignored_with_one_line(tmp_path, caplog):
+    path = tmp_path / "parts_r16.json"
+    current = f"stem w8 k3 s2@[8, 16, 16, 3]/{CONTEXT_FINGERPRINT}"
+    stored_by_an_older_version = ("_Layer( # attributes dtype = float32 conv_impl = 'taps' stem = (8, 3, 2) "
+                                  f"unit = None )@[8, 16, 16, 3]/{CONTEXT_FINGERPRINT}")
+    path.write_text(json.dumps({stored_by_an_older_version: 1.0, current: 2.0}))
+    with caplog.at_level(logging.WARNING, "genet_jax.search"):
+        cache = PartProbeCache(str(path), lambda *_: 3.0)
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert message.startswith(f"{path}: 1 part probes keyed by a Flax module's repr") and "\n" not in message
+    assert cache.entries == {current: 2.0}
+    caplog.clear()
+    path.write_text(json.dumps({current: 2.0}))
+    with caplog.at_level(logging.WARNING, "genet_jax.search"):
+        PartProbeCache(str(path))
+    assert not caplog.records
 
 
 def test_latency_table_round_trip_and_spec_prediction(tiny_table):

@@ -29,7 +29,7 @@ def test_a_given_masternet_checkpoint_is_measured_and_inherited_alike(tmp_path):
     config.master_checkpoint = str(tmp_path / "given")
     ctx = open_context(config)
     record = run_master(ctx)
-    assert (record["weights"], record["checkpoint_step"]) == ("raw", GIVEN_STEP)  # the checkpoint keeps no EMA
+    assert (record.weights, record.checkpoint_step) == ("raw", GIVEN_STEP)  # the checkpoint keeps no EMA
     inherited = master_variables(load_master(ctx))
     jax.tree_util.tree_map(np.testing.assert_array_equal, inherited, variables)
-    assert 0 <= record["accuracy"] <= 1
+    assert 0 <= record.accuracy <= 1 and load_master(ctx) == record

@@ -1,4 +1,4 @@
-"""ONNX export (`python -m genet_jax.export --format onnx`): ONNX Runtime's logits equal JAX's for
+"""ONNX export (`python -m genet_jax.export onnx`): ONNX Runtime's logits equal JAX's for
 the paper's networks at any batch size and in either input layout; metadata; missing extras."""
 import json
 import subprocess
@@ -60,7 +60,7 @@ def test_cli_exports_a_checkpoint_with_its_metadata(tmp_path, capsys):
     variables = calibrated_variables(model, resolution=64)
     save_model_checkpoint(tmp_path / "ckpt", model.spec, variables, metadata={"class_names": list("abcd")})
     out = tmp_path / "net.onnx"
-    assert export.main(["--checkpoint", str(tmp_path / "ckpt"), "--format", "onnx", "--out", str(out)]) == 0
+    assert export.main(["onnx", "--checkpoint", str(tmp_path / "ckpt"), "--out", str(out)]) == 0
     assert capsys.readouterr().out.strip() == f"wrote {out}"
     loaded = onnx.load(str(out))
     onnx.checker.check_model(loaded, full_check=True)
@@ -72,8 +72,8 @@ def test_cli_exports_a_checkpoint_with_its_metadata(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("hidden,args,extra", [
-    ("onnxscript", ["--arch", "genet_light", "--format", "onnx", "--out", "x.onnx"], "onnx"),
-    ("torch", ["--import-from", "x.pth", "--out", "ckpt"], "torch")])
+    ("onnxscript", ["onnx", "--arch", "genet_light", "--out", "x.onnx"], "onnx"),
+    ("torch", ["import", "x.pth", "--out", "ckpt"], "torch")])
 def test_a_missing_optional_package_is_one_line_naming_the_extra(hidden, args, extra, tmp_path):
     code = (f"import sys; sys.modules[{hidden!r}] = None\n"
             f"from genet_jax.export import main\nsys.exit(main({args!r}))\n")

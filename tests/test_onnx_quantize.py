@@ -1,4 +1,4 @@
-"""INT8 ONNX models (`python -m genet_jax.export --format onnx --quantize int8 --calibration SOURCE`):
+"""INT8 ONNX models (`python -m genet_jax.export int8 --calibration SOURCE`):
 static QDQ with per-channel int8 weights, calibrated on a data source through the evaluation
 preprocessing; close to the float model; metadata kept; bad usage is one line, exit 2."""
 import json
@@ -33,11 +33,10 @@ def exported(tmp_path_factory):
     save_model_checkpoint(tmp / "ckpt", model.spec, variables, metadata={"class_names": list("0123456789"),
                                                                          "eval_crop_fraction": 1.0})
     paths = {}
-    for name, extra in (("float32", []), ("int8", ["--quantize", "int8", "--calibration", "digits",
-                                                   "--calibration-images", str(CALIBRATION_IMAGES)])):
+    for name, command in (("float32", ["onnx"]), ("int8", ["int8", "--calibration", "digits",
+                                                             "--calibration-images", str(CALIBRATION_IMAGES)])):
         paths[name] = str(tmp / f"{name}.onnx")
-        assert export.main(["--checkpoint", str(tmp / "ckpt"), "--format", "onnx", "--out", paths[name],
-                            *extra]) == 0
+        assert export.main([*command, "--checkpoint", str(tmp / "ckpt"), "--out", paths[name]]) == 0
     return paths["float32"], paths["int8"], model.spec
 
 
@@ -95,12 +94,13 @@ def last_error_line(capsys):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--quantize", "int8"], "--quantize int8 needs --calibration"),
-    (["--quantize", "int8", "--calibration", "digits", "--dtype", "float16"], "--quantize applies to"),
-    (["--crop-fraction", "1.5"], "--crop-fraction")])
+    (["int8"], "the following arguments are required: --calibration"),
+    (["int8", "--calibration", "digits", "--dtype", "float16"], "unrecognized arguments: --dtype"),
+    (["onnx", "--crop-fraction", "1.5"], "--crop-fraction: must be in (0, 1]"),
+    (["int8", "--calibration", "digits", "--crop-fraction", "0"], "--crop-fraction: must be in (0, 1]")])
 def test_bad_quantization_flags_are_usage_errors(args, message, tmp_path, capsys):
     with pytest.raises(SystemExit) as exited:
-        export.main(["--arch", tiny(), "--format", "onnx", "--out", str(tmp_path / "x.onnx"), *args])
+        export.main([*args, "--arch", tiny(), "--out", str(tmp_path / "x.onnx")])
     assert exited.value.code == 2 and message in last_error_line(capsys)
 
 
@@ -109,5 +109,5 @@ def test_bad_quantization_flags_are_usage_errors(args, message, tmp_path, capsys
     (["--calibration", "nosuch:source"], "unknown source")])
 def test_bad_calibration_data_is_one_line(args, message, tmp_path, capsys):
     out = tmp_path / "x.onnx"
-    assert export.main(["--arch", tiny(), "--format", "onnx", "--quantize", "int8", "--out", str(out), *args]) == 2
+    assert export.main(["int8", "--arch", tiny(), "--out", str(out), *args]) == 2
     assert message in last_error_line(capsys) and not out.exists()

@@ -1,5 +1,5 @@
 """Pretrained weights in process: the catalog, local files and folders (`pretrained=` a path), the
-Hub-convention folder `save_pretrained` writes (and `export --format hub`), a new head for fine-tuning,
+Hub-convention folder `save_pretrained` writes (and `export hub`), a new head for fine-tuning,
 `init_from.pretrained`, one-line errors, and parity with timm where timm is installed."""
 import hashlib
 import json
@@ -91,7 +91,7 @@ def test_export_format_hub_writes_the_folder_of_a_checkpoint(tiny, tmp_path):
                                      metadata={"class_names": None, "data_source": "digits",
                                                "eval_crop_fraction": 1.0})
     (tmp_path / "run" / "metrics.json").write_text(json.dumps({"eval": {"top1": 0.25}}))
-    assert export.main(["--checkpoint", str(tmp_path / "run"), "--format", "hub", "--out", str(tmp_path / "hub")]) == 0
+    assert export.main(["hub", "--checkpoint", str(tmp_path / "run"), "--out", str(tmp_path / "hub")]) == 0
     loaded = genet_jax.load_pretrained(str(tmp_path / "hub"))
     np.testing.assert_array_equal(logits(loaded.model, loaded.variables), logits(model, variables))
     assert loaded.preprocessing.crop_fraction == 1.0

@@ -198,7 +198,7 @@ def test_finetune_imported_pytorch_checkpoint(tmp_path):
     torch.manual_seed(0)
     official = interop.convert_state_dict(TorchGENet(spec).state_dict(), spec, "torch", "official")
     torch.save({"state_dict": official}, tmp_path / "GENet_small.pth")
-    assert export.main(["--import-from", str(tmp_path / "GENet_small.pth"), "--out", str(tmp_path / "imported")]) == 0
+    assert export.main(["import", str(tmp_path / "GENet_small.pth"), "--out", str(tmp_path / "imported")]) == 0
     _write_folder(tmp_path / "data", with_bad_files=False)
     result = run_train(tiny_args(tmp_path / "run", steps=3, batch_size=4, model="genet_light", resolution=32, **{
         "init_from.checkpoint": str(tmp_path / "imported"), "data.source": f"folder:{tmp_path / 'data'}",

@@ -11,21 +11,15 @@ import sys
 import pytest
 
 from genet_jax.errors import InputError
-from genet_jax.workdir_lock import (WORKDIR_LOCK_FILE, LockHolder, WorkdirInUse, WorkdirLock, create_workdir,
+from genet_jax.workdir_lock import (WORKDIR_LOCK_FILE, WorkdirInUse, WorkdirLock, create_workdir,
                                     hold_workdir, shard_lock_file)
 from tests.conftest import REPO_ROOT
 from tests.helpers import tiny_args
 from tests.nas_helpers import TINY_SEARCH_CONFIG
-from tests.processes import devices_env, wait_for
+from tests.probe_table import HOLD_LOCK
+from tests.processes import devices_env
 
 HOLDER_DEADLINE_SECONDS = 60
-HOLD_THE_LOCK = """
-import sys, time
-from genet_jax.workdir_lock import WorkdirLock
-WorkdirLock(sys.argv[1]).acquire()
-print("held", flush=True)
-time.sleep({seconds})
-"""
 
 
 @pytest.fixture
@@ -33,10 +27,11 @@ def holder(tmp_path):
     """A real process holding the lock of tmp_path/'work' (killed at the end)."""
     workdir = tmp_path / "work"
     workdir.mkdir()
-    process = subprocess.Popen([sys.executable, "-c", HOLD_THE_LOCK.format(seconds=HOLDER_DEADLINE_SECONDS),
-                                str(workdir)], cwd=REPO_ROOT, env=devices_env(1), stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(workdir)], cwd=REPO_ROOT, env=devices_env(1),
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)  # holds until stdin closes
     try:
-        assert process.stdout.readline().strip() == "held"
+        assert process.stdout.readline().strip() == "held", process.stderr.read()[-2000:]
         yield workdir, process
     finally:
         process.kill()
@@ -71,35 +66,54 @@ def test_train_and_search_on_a_workdir_in_use_stop_at_once_then_a_killed_holder_
 
     process.send_signal(signal.SIGKILL)
     process.wait()
+    lock = WorkdirLock(str(workdir))
     with caplog.at_level(logging.WARNING, logger="genet_jax.workdir"):
         with hold_workdir(str(workdir)):
-            assert LockHolder.from_json((workdir / WORKDIR_LOCK_FILE).read_text()).pid == os.getpid()
+            with pytest.raises(WorkdirInUse, match="in use by this process already"):
+                lock.acquire()
+        assert lock.acquire() is None  # released cleanly: nothing to take over
+    try:
+        assert lock.holder().pid == os.getpid()
+    finally:
+        lock.release()
     assert f"took over the lock of {workdir} from pid {process.pid}" in caplog.text
     assert "ended without releasing it" in caplog.text
     assert (workdir / WORKDIR_LOCK_FILE).read_text() == ""  # released: describes no holder
 
 
-def test_a_released_lock_is_taken_without_a_warning_and_one_process_cannot_hold_it_twice(tmp_path, caplog):
-    with caplog.at_level(logging.WARNING, logger="genet_jax.workdir"):
-        with hold_workdir(str(tmp_path)):
-            with pytest.raises(WorkdirInUse, match="in use by this process already"):
-                WorkdirLock(str(tmp_path)).acquire()
-            holder = LockHolder.from_json((tmp_path / WORKDIR_LOCK_FILE).read_text())
-            assert holder.pid == os.getpid() and holder.processes == 1
-        with hold_workdir(str(tmp_path)):
-            pass
-    assert caplog.text == ""
+HOLD = ("import sys\nfrom genet_jax.workdir_lock import WorkdirLock\n"
+        "WorkdirLock(sys.argv[1], sys.argv[2], sys.argv[3] == 'shared').acquire()\nprint('held', flush=True)\n"
+        "sys.stdin.read()\n")
+TRY = ("import sys\nfrom genet_jax.workdir_lock import WorkdirLock, WorkdirInUse\n"
+       "try:\n    WorkdirLock(sys.argv[1], sys.argv[2], sys.argv[3] == 'shared').acquire()\n"
+       "except WorkdirInUse as e:\n    print(e)\n")
 
 
-def test_shards_of_a_search_hold_their_own_locks(tmp_path):
-    first, second = WorkdirLock(str(tmp_path), shard_lock_file(0, 2)), WorkdirLock(str(tmp_path), shard_lock_file(1, 2))
-    assert first.acquire() is None and second.acquire() is None
+def other_process_tries(workdir, name, mode) -> str:
+    """What another process gets for the lock (another process: within one, the registry answers)."""
+    return subprocess.run([sys.executable, "-c", TRY, str(workdir), name, mode], cwd=REPO_ROOT, capture_output=True,
+                          text=True, check=True, timeout=HOLDER_DEADLINE_SECONDS).stdout.strip()
+
+
+def test_the_search_shards_share_the_workdir_each_holding_its_own_shard_and_exclude_any_other_run(tmp_path):
+    shard = [subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path), name, "shared"], cwd=REPO_ROOT,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+             for name in (WORKDIR_LOCK_FILE,)]
     try:
-        with pytest.raises(WorkdirInUse):
-            WorkdirLock(str(tmp_path), shard_lock_file(1, 2)).acquire()
+        assert shard[0].stdout.readline().strip() == "held"
+        assert other_process_tries(tmp_path, WORKDIR_LOCK_FILE, "shared") == ""  # another shard's job
+        refused = other_process_tries(tmp_path, WORKDIR_LOCK_FILE, "exclusive")
+        assert refused == f"{tmp_path} is in use by the fine-tune shards of a search (--shard): wait for it to end, " \
+                          "or give this run another workdir"
     finally:
-        first.release()
-        second.release()
+        shard[0].kill()
+        shard[0].wait()
+    with hold_workdir(str(tmp_path)):
+        assert other_process_tries(tmp_path, WORKDIR_LOCK_FILE, "shared").startswith(f"{tmp_path} is in use by pid")
+        with hold_workdir(str(tmp_path), shard_lock_file(0, 2)):
+            assert other_process_tries(tmp_path, shard_lock_file(0, 2), "exclusive").endswith(
+                "or give this run another workdir")
+            assert other_process_tries(tmp_path, shard_lock_file(1, 2), "exclusive") == ""
 
 
 def test_a_workdir_that_cannot_be_one_is_named(tmp_path):

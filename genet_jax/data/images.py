@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import math
 import os
+import struct
+import zlib
 from typing import Optional
 
 import numpy as np
@@ -23,6 +25,9 @@ EVAL_CROP_FRACTION = 0.875
 # Pillow's own default limit (PIL.Image.MAX_IMAGE_PIXELS: 1024**3 // 4 // 3, 256 MiB of 8-bit RGB); larger
 # images are skipped unread. Training configs set theirs with data.max_image_pixels.
 DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
+# What Pillow's decoders raise for a malformed file (a bug in this module raises others, which stay visible).
+MALFORMED_FILE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, struct.error,
+                         zlib.error, MemoryError)
 
 
 class ImageError(InputError, ValueError):
@@ -54,7 +59,7 @@ def load_rgb(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
         raise ImageError(f"{name}: no such file") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:  # above Pillow's own limit
         raise ImageError(f"{name}: too large to decode ({e})") from None
-    except Exception as e:  # Pillow raises many types for malformed files (struct.error, EOFError, MemoryError, ...)
+    except MALFORMED_FILE_ERRORS as e:
         raise ImageError(f"{name}: cannot decode image ({type(e).__name__}: {e})") from None
 
 

@@ -5,6 +5,7 @@ dropped, so that a CheckpointError is the one line the user reads."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import re
@@ -18,21 +19,50 @@ STORAGE_STATUS = re.compile(r"(RESOURCE_EXHAUSTED|PERMISSION_DENIED|NOT_FOUND|UN
                             r"|ABORTED|UNKNOWN): ")
 
 
+# The system's words for a storage that cannot take a write (in orbax's log records of one)
+STORAGE_STRERRORS = re.compile(r"No space left on device|Disk quota exceeded|Read-only file system|Permission denied"
+                               r"|Input/output error")
+# TensorStore's status codes of a read that may succeed if tried again, or that no other step would pass either
+NOT_DAMAGE_STATUS = re.compile(r"\b(UNAVAILABLE|DEADLINE_EXCEEDED|ABORTED|CANCELLED|RESOURCE_EXHAUSTED|"
+                               r"PERMISSION_DENIED)\b")
+# OSErrors of a step's missing files (a truncated or half-deleted step), not of the storage beneath it
+MISSING_FILE_ERRNOS = (errno.ENOENT, errno.ENOTDIR, errno.EISDIR)
+
+
+def is_damage(error: BaseException) -> bool:
+    """Whether `error` (of restoring one checkpoint step) says the step's files do not hold what they
+    should (missing, truncated, of another shape or model): then an older step may do. A transient or
+    permission error of the storage, an out-of-memory or a bug is not damage: it is raised."""
+    if isinstance(error, OSError):
+        return error.errno in MISSING_FILE_ERRNOS
+    if isinstance(error, (ValueError, KeyError, EOFError)):
+        return not NOT_DAMAGE_STATUS.search(str(error))
+    return False
+
+
 class OrbaxLogFilter(logging.Filter):
-    """Drops orbax's log records from `level` up while a TrainCheckpointer is open: an error of a
-    background save is logged with its traceback by every thread it passes through, and asyncio reports
-    each of its tasks the error ended, then it is raised (here: one CheckpointWriteError line); a step
-    that does not restore is one warning (`quiet_from`). After a failed save, for good: its threads may
-    log after close."""
+    """While a TrainCheckpointer is open, drops orbax's error records about the storage beneath it
+    (and asyncio's about orbax's tasks): an error of a background save is logged with its traceback
+    by every thread it passes through, then raised (here: one CheckpointWriteError line). Any other
+    orbax error stays visible. Within `quiet_from(level)` (a restore attempt, whose failure is one
+    warning of the caller's), every orbax record from `level` up is dropped."""
 
     def __init__(self):
         super().__init__()
-        self.level = logging.ERROR
+        self.level = None  # quiet_from's
 
     def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        about_storage = (error is not None and is_storage_error(error)) or bool(
+            STORAGE_STATUS.search(record.getMessage()) or STORAGE_STRERRORS.search(record.getMessage()))
         if record.name == "asyncio":
-            return not record.getMessage().partition("\n")[0].endswith("exception was never retrieved")
-        return record.levelno < self.level or f"{os.sep}orbax{os.sep}" not in record.pathname
+            return not (record.getMessage().partition("\n")[0].endswith("exception was never retrieved")
+                        and about_storage)
+        if f"{os.sep}orbax{os.sep}" not in record.pathname:
+            return True
+        if self.level is not None and record.levelno >= self.level:
+            return False
+        return not (record.levelno >= logging.ERROR and about_storage)
 
     @contextlib.contextmanager
     def quiet_from(self, level: int) -> Iterator[None]:

@@ -11,7 +11,7 @@ from typing import Optional, Sequence
 
 from genet_jax import cli
 from genet_jax.errors import InputError
-from genet_jax.latency.engines import add_engine_arguments, probe_on
+from genet_jax.latency.engines import add_engine_arguments, engine_named, probe_on
 from genet_jax.latency.probes import LatencyResult
 from genet_jax.latency.timing import ACCELERATOR_PROTOCOL, CPU_PROTOCOL, PAPER_RUNS
 
@@ -21,7 +21,7 @@ def _format(result: LatencyResult) -> str:
             f"{result.batch_ms:.2f} ms per batch of {result.batch}) at {result.resolution}x{result.resolution} "
             f"{result.dtype}{' BN-folded' if result.fold_bn else ''}; compile {result.compile_seconds:.1f} s; "
             f"{result.device_kind} ({result.platform}), "
-            f"{'JAX ' + result.jax_version if result.engine == 'jax' else result.engine_version}; "
+            f"{engine_named(result.engine).version_text(result)}; "
             f"mean of the middle {100 * (1 - 2 * result.trim):.0f}% of {result.runs} runs"
             f"{f', fastest of {result.rounds} rounds' if result.rounds > 1 else ''}")
 

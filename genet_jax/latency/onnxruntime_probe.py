@@ -15,13 +15,18 @@ import numpy as np
 
 from genet_jax.arch.counting import spec_macs, spec_params
 from genet_jax.arch.registry import resolve_spec
-from genet_jax.interop.onnx_export import export_onnx
-from genet_jax.interop.onnx_runtime import check_provider, onnxruntime_session
+from genet_jax.interop.onnx_export import export_onnx, export_torch_module
+from genet_jax.interop.onnx_runtime import CPU_PROVIDER, check_provider, onnxruntime_session
 from genet_jax.latency.probes import LatencyResult, model_timing_variables, result_name
-from genet_jax.latency.timing import (PAPER_RUNS, PAPER_TRIM, ProbeSettings, current_device, provider_platform,
-                                      time_calls)
+from genet_jax.latency.timing import PAPER_RUNS, PAPER_TRIM, ProbeSettings, current_device, time_calls
 from genet_jax.models.network import create_model
 from genet_jax.optional import require
+
+
+def provider_platform(provider: str) -> str:
+    """The protocol's platform for an ONNX Runtime execution provider: 'cpu' for its CPU provider,
+    'gpu' for CUDA / TensorRT / others (the accelerator protocol)."""
+    return "cpu" if provider == CPU_PROVIDER else "gpu"
 
 
 def check_onnxruntime_engine(provider: str, feature: str) -> None:
@@ -50,6 +55,15 @@ def time_onnx_files(paths: Sequence[str], input_shapes: Sequence[Sequence[int]],
     calls = [session_call(path, shape, settings.provider) for path, shape in zip(paths, input_shapes)]
     seconds = time_calls([call for call, _ in calls], settings, timer, progress, sync=lambda outputs: outputs)
     return seconds, calls[0][1] if calls else ""
+
+
+def time_torch_module(module, nchw: Sequence[int], settings: ProbeSettings) -> float:
+    """Seconds per call of an eval-mode torch `module` (BN folded: a latency-table part) exported to
+    ONNX, on float32 inputs of shape `nchw`, by `settings`."""
+    with tempfile.TemporaryDirectory() as scratch:
+        path = export_torch_module(module, nchw, os.path.join(scratch, "part.onnx"), dtype=settings.dtype)
+        (seconds,), _ = time_onnx_files([path], [nchw], settings)
+    return seconds
 
 
 def export_for_timing(arch: Union[str, Any], out: str, resolution: Optional[int] = None,

@@ -111,6 +111,17 @@ def probe_latency(arch: Union[str, Any], batch: int = 64, resolution: Optional[i
         engine_version=f"jax {device.jax_version}")
 
 
+def time_flax_module(module, input_shape: Sequence[int], settings: ProbeSettings) -> float:
+    """Trimmed-mean milliseconds per image of a Flax `module` (called without a train flag: a
+    latency-table part, genet_jax.latency.parts) on this process's first device, by `settings`."""
+    dtype = canonical_dtype(settings.dtype)
+    device = jax.local_devices()[0]  # this process's own (jax.devices()[0] is process 0's)
+    x = jax.device_put(jnp.asarray(np.random.default_rng(0).standard_normal(input_shape, np.float32), dtype), device)
+    variables = jax.device_put(timing_variables(lambda x: module.init(jax.random.PRNGKey(0), x), x), device)
+    seconds, _ = time_forward(module.apply, variables, x, settings)
+    return seconds * 1e3 / input_shape[0]
+
+
 def probe_latencies(archs: Sequence[Any], settings: ProbeSettings = ProbeSettings(),
                     timer: Callable[[], float] = time.perf_counter,
                     progress: Optional[Callable[[int], Any]] = None) -> list[float]:

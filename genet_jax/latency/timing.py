@@ -1,6 +1,8 @@
 """The timing protocol shared by every latency measurement: per-platform defaults, the settings and
 device identity a stored latency is keyed by, the paper's trimmed mean, and the compile-then-time core
 (`time_forwards`). genet_jax.latency builds the network probes on it; LLR-NAS's table parts use it too.
+What depends on the engine (its own settings, checks and identity) is asked of it
+(genet_jax.latency.engines).
 """
 from __future__ import annotations
 
@@ -14,14 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from genet_jax.interop.onnx_runtime import CPU_PROVIDER
-from genet_jax.models.conv_ops import resolve_conv_impl
-from genet_jax.optional import require
-
 PAPER_RUNS = 30
 PAPER_TRIM = 0.1
-ENGINES = ("jax", "onnxruntime")  # XLA, or the network exported to ONNX as deployed (onnxruntime_probe)
-ONNXRUNTIME_DTYPES = ("float32", "float16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,12 +41,6 @@ def platform_protocol(platform: str) -> PlatformProtocol:
     return CPU_PROTOCOL if platform == "cpu" else ACCELERATOR_PROTOCOL
 
 
-def provider_platform(provider: str) -> str:
-    """The protocol's platform for an ONNX Runtime execution provider: 'cpu' for its CPU provider,
-    'gpu' for CUDA / TensorRT / others (the accelerator protocol)."""
-    return "cpu" if provider == CPU_PROVIDER else "gpu"
-
-
 @dataclasses.dataclass(frozen=True)
 class DeviceIdentity:
     """What a measured latency belongs to besides the network and the settings."""
@@ -72,29 +62,26 @@ def current_device() -> DeviceIdentity:
 @dataclasses.dataclass(frozen=True)
 class ProbeSettings:
     """How a latency is measured. None (and conv_impl "auto") stand for the platform's choice;
-    `resolved()` fills them in, and only resolved settings key a stored measurement."""
+    `resolved()` fills them in, and only resolved settings key a stored measurement. `engine` names
+    the engine (genet_jax.latency.engines); `conv_impl` is the jax engine's setting and `provider`
+    the onnxruntime engine's: resolving clears the fields another engine owns."""
 
     batch: int = 64
     dtype: str = "float32"
-    conv_impl: str = "auto"
+    conv_impl: Optional[str] = "auto"  # the jax engine's conv kernels
     runs: int = PAPER_RUNS
     warmup: Optional[int] = None
     trim: float = PAPER_TRIM
     rounds: Optional[int] = None
     warmup_seconds: Optional[float] = None
     engine: str = "jax"
-    provider: Optional[str] = None  # onnxruntime's execution provider (default: its CPU provider)
+    provider: Optional[str] = None  # the onnxruntime engine's execution provider (default: its CPU provider)
 
     def resolved(self, device: Optional[DeviceIdentity] = None) -> "ProbeSettings":
-        if self.engine == "onnxruntime":
-            provider = self.provider or CPU_PROVIDER
-            platform, conv_impl = provider_platform(provider), provider
-        else:
-            platform = (device or current_device()).platform
-            provider, conv_impl = None, resolve_conv_impl(self.conv_impl, platform)
+        platform, settings = _engine(self.engine).resolve(self, device)
         defaults = platform_protocol(platform)
         settings = dataclasses.replace(
-            self, conv_impl=conv_impl, provider=provider,
+            settings,
             warmup=defaults.warmup if self.warmup is None else self.warmup,
             rounds=defaults.rounds if self.rounds is None else self.rounds,
             warmup_seconds=defaults.warmup_seconds if self.warmup_seconds is None else self.warmup_seconds)
@@ -102,10 +89,7 @@ class ProbeSettings:
         return settings
 
     def check(self) -> None:
-        if self.engine not in ENGINES:
-            raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
-        if self.engine == "onnxruntime" and self.dtype not in ONNXRUNTIME_DTYPES:
-            raise ValueError(f"the onnxruntime engine runs {' or '.join(ONNXRUNTIME_DTYPES)} models, not {self.dtype}")
+        _engine(self.engine).check(self)
         for name in ("batch", "runs", "rounds"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -114,20 +98,21 @@ class ProbeSettings:
             raise ValueError(f"warmup must be >= 0, got {self.warmup} runs / {self.warmup_seconds} s")
 
 
+def _engine(name: str):
+    """The registered engine `name` (a ValueError naming the choices for any other)."""
+    from genet_jax.latency.engines import engine_named  # engines imports this module
+
+    return engine_named(name)
+
+
 def measurement_context(settings: ProbeSettings) -> dict:
     """Everything a stored latency depends on besides the network: the device (platform, device kind),
-    the JAX version and the resolved settings (kernels, dtype, batch, protocol), and for another
-    engine its name, release and provider. A cache keyed by this is not reused on
-    another device, JAX, kernel set or engine. (JAX measurements keep the keys they had before
-    engines existed, so stored searches stay valid.)"""
+    the JAX version, the resolved settings (kernels or provider, dtype, batch, protocol) and the
+    engine's release, as the engine states them (`Engine.identity`). A cache keyed by this is not
+    reused on another device, JAX, kernel set or engine."""
     device = current_device()
-    resolved = dataclasses.asdict(settings.resolved(device))
-    context = {"device": dataclasses.asdict(device), "settings": resolved}
-    if settings.engine == "jax":
-        del resolved["engine"], resolved["provider"]
-    else:
-        context["engine_version"] = f"onnxruntime {require('onnxruntime', 'ONNX Runtime latency').__version__}"
-    return context
+    resolved = settings.resolved(device)
+    return _engine(resolved.engine).identity(resolved, device)
 
 
 def trimmed_mean(samples: Sequence[float], trim: float = PAPER_TRIM) -> float:

@@ -3,9 +3,7 @@ search derives (NAS validation split, search seed), the search space, the latenc
 the cached full-network probe and the data sources, opened on first use."""
 from __future__ import annotations
 
-import copy
 import dataclasses
-import json
 import os
 from typing import Optional
 
@@ -14,10 +12,11 @@ import ml_collections
 from genet_jax.arch.registry import resolve_spec
 from genet_jax.arch.spec import NetworkSpec
 from genet_jax.errors import InputError
-from genet_jax.latency.onnxruntime_probe import check_onnxruntime_engine
+from genet_jax.latency.engines import engine_named
 from genet_jax.latency.timing import ProbeSettings
 from genet_jax.nas.probe_cache import NetworkProbe
 from genet_jax.nas.space import SearchSpace
+from genet_jax.nas.train_configs import search_train_config
 from genet_jax.training.inputs import open_sources
 
 
@@ -53,10 +52,7 @@ class SearchContext:
 def open_context(config: ml_collections.ConfigDict) -> SearchContext:
     workdir = os.path.abspath(config.workdir)
     space = SearchSpace.from_config(config.space)
-    train_config = copy.deepcopy(config.train)
-    with train_config.unlocked():
-        train_config.data.eval_split = "holdout"  # the NAS validation set; the test split is never used
-        train_config.seed = config.seed
+    train_config = search_train_config(config)
     if train_config.data.holdout_size <= 0:
         raise SearchError("config.train.data.holdout_size must be > 0: LLR-NAS validates on held-out "
                           "training images, never on the test split")
@@ -73,30 +69,5 @@ def probe_settings(lat) -> ProbeSettings:
                                  engine=lat.get("engine", "jax"), provider=lat.get("provider", None)).resolved()
     except ValueError as e:
         raise SearchError(f"config.latency: {e}") from None
-    if settings.engine == "onnxruntime":
-        check_onnxruntime_engine(settings.provider, 'LLR-NAS with latency.engine = "onnxruntime"')
+    engine_named(settings.engine).check_available(settings, f'LLR-NAS with latency.engine = "{settings.engine}"')
     return settings
-
-
-# An evaluation period longer than any run: a run of a fixed step count is evaluated once, at its end.
-EVALUATE_AT_THE_END_ONLY = 1e9
-
-
-def trainer_config(ctx: SearchContext, workdir: str, spec: NetworkSpec, epochs: float,
-                   lr_per_256: Optional[float] = None, warmup_epochs: Optional[float] = None,
-                   steps: int = -1) -> ml_collections.ConfigDict:
-    """The trainer config of one training run of `spec` in `workdir`: `steps` > 0 overrides
-    `epochs`; evaluated once, at the end."""
-    c = copy.deepcopy(ctx.train_config)
-    with c.unlocked():
-        c.workdir = workdir
-        c.model = json.dumps(spec.to_dict())
-        c.resolution = -1
-        c.num_train_steps = int(steps)
-        c.num_epochs = float(epochs) if steps <= 0 else 1.0  # steps > 0 override epochs
-        c.eval_every_epochs = c.num_epochs if steps <= 0 else EVALUATE_AT_THE_END_ONLY
-        if lr_per_256 is not None:
-            c.optim.lr_per_256 = lr_per_256
-        if warmup_epochs is not None:
-            c.optim.warmup_epochs = warmup_epochs
-    return c

@@ -15,8 +15,9 @@ finished:
 
 The stages, one module each over a SearchContext (genet_jax.nas.context): master, finetune,
 regression, selection (which builds its latency table through calibration), final (training the
-picks, the result). The command line's `select` stage is regression, then selection and final
-training per resolution, then the result.
+picks, the result). They hand each other typed records (genet_jax.nas.records), the files above,
+and derive every trainer config through genet_jax.nas.train_configs. The command line's `select`
+stage is regression, then selection and final training per resolution, then the result.
 """
 from __future__ import annotations
 
@@ -31,10 +32,11 @@ from genet_jax.nas.final import final_training_configured, train_pick, write_sea
 from genet_jax.nas.finetune import run_finetunes
 from genet_jax.nas.local_linear import LocalLinearModel
 from genet_jax.nas.master import run_master
+from genet_jax.nas.records import NoFit, ResolutionPick
 from genet_jax.nas.regression import run_regression
 from genet_jax.nas.selection import run_selection
 from genet_jax.nas.store import together_with_every_process
-from genet_jax.workdir_lock import WORKDIR_LOCK_FILE, create_workdir, hold_workdir, shard_lock_file
+from genet_jax.workdir_lock import create_workdir, hold_workdir, shard_lock_file
 
 __all__ = ["STAGES", "SearchError", "run_search"]
 
@@ -48,15 +50,18 @@ def run_search(config: ml_collections.ConfigDict, stage: str = "all", shard: tup
                on_stage: Optional[Callable[[str, Any], None]] = None) -> SearchContext:
     """Run `stage` (or `all`) of the search `config` describes; `shard` = (i, n) fine-tunes jobs
     i, i+n, ... only; `allow_missing` selects with the fine-tune results there are. After each stage
-    `on_stage(stage, outcome)`: the master record, the number of fine-tunes run now, search_result.json."""
+    `on_stage(stage, outcome)`: the MasterRecord, the number of fine-tunes run now, the SearchResult."""
     if stage != "all" and stage not in STAGES:
         raise ValueError(f"stage must be 'all' or one of {STAGES}, got {stage!r}")
     ctx = open_context(config)
     create_workdir(ctx.workdir)
-    # Shards of the fine-tunes run side by side, each under its own lock; any other run holds the workdir.
-    lock_file = shard_lock_file(*shard) if stage == "finetune" and shard[1] > 1 else WORKDIR_LOCK_FILE
-    with hold_workdir(ctx.workdir, lock_file):
-        _run_stages(ctx, stage, shard, allow_missing, on_stage or (lambda name, outcome: None))
+    on_stage = on_stage or (lambda name, outcome: None)
+    if stage == "finetune" and shard[1] > 1:  # shards run side by side: each excludes only itself and the rest
+        with hold_workdir(ctx.workdir, shared=True), hold_workdir(ctx.workdir, shard_lock_file(*shard)):
+            _run_stages(ctx, stage, shard, allow_missing, on_stage)
+    else:
+        with hold_workdir(ctx.workdir):
+            _run_stages(ctx, stage, shard, allow_missing, on_stage)
     return ctx
 
 
@@ -69,22 +74,18 @@ def _run_stages(ctx: SearchContext, stage: str, shard: tuple[int, int], allow_mi
         on_stage("finetune", run_finetunes(ctx, *shard))
         together_with_every_process()  # process 0 appends the results, which every process regresses on
     if stage in ("all", "select"):
-        model, quality = run_regression(ctx, allow_missing)
+        regression = run_regression(ctx, allow_missing)
         per_resolution, failed = [], []
         for resolution in ctx.config.selection.resolutions:
             try:
-                per_resolution.append(select_and_train(ctx, model, int(resolution)))
+                per_resolution.append(select_and_train(ctx, regression.model, int(resolution)))
             except NoStructureFits as e:
                 log.warning("resolution %d: %s", resolution, e)
-                failed.append({"resolution": int(resolution), "error": str(e)})
-        on_stage("select", write_search_result(ctx, quality, per_resolution, failed))
+                failed.append(NoFit(resolution=int(resolution), error=str(e)))
+        on_stage("select", write_search_result(ctx, regression.quality, per_resolution, failed))
 
 
-def select_and_train(ctx: SearchContext, model: LocalLinearModel, resolution: int) -> dict:
-    """The selection at `resolution` (less its probe list) with, when final training is
-    configured, its pick's trained accuracy."""
+def select_and_train(ctx: SearchContext, model: LocalLinearModel, resolution: int) -> ResolutionPick:
+    """The selection at `resolution` with, when final training is configured, its pick's training."""
     chosen = run_selection(ctx, model, resolution)
-    entry = {k: v for k, v in chosen.items() if k != "measured"}
-    if final_training_configured(ctx):
-        entry["trained"] = train_pick(ctx, chosen)
-    return entry
+    return ResolutionPick.of(chosen, train_pick(ctx, chosen) if final_training_configured(ctx) else None)

@@ -1,9 +1,10 @@
-"""Per-super-block latency lookup table, measured with the jitted probe at the target batch, dtype
+"""Per-super-block latency lookup table, measured on the settings' engine at the target batch, dtype
 and resolution.
 
 A network's latency is modelled as the sum of its parts: stem + per super-block (first unit, which
 carries the stride and the width change, + (depth - 1) x a repeated unit) + final conv and head.
-Each part is a small jitted module timed by the paper's protocol (genet_jax.latency.time_runs).
+Each part (genet_jax.latency.parts) is timed alone by the paper's protocol on the engine
+(genet_jax.latency.engines) and kept under a key made of its fields (`part_key`).
 One-dimensional parts (repeated units over their width, the tail over its input width, first units
 fed by the stem) are measured on a dense line of widths (by default every allowed width: compiled
 code's cost is not smooth in the channel count, e.g. XLA:CPU's); first units fed by a searched
@@ -14,58 +15,25 @@ separately timed parts misses (launch overheads, fusion across unit boundaries).
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Callable, Optional, Sequence
 
-import flax.linen as nn
-import jax
-import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
 from genet_jax.arch.counting import conv_out_size
 from genet_jax.arch.spec import NetworkSpec, UnitConfig, mid_width
-from genet_jax.latency.timing import ProbeSettings, measurement_context, time_forward, timing_variables
-from genet_jax.models.layers import build_layers
-from genet_jax.models.network import canonical_dtype
-from genet_jax.nas.onnxruntime_parts import time_part_onnxruntime
+from genet_jax.latency.engines import engine_named
+from genet_jax.latency.parts import Part, StemPart, TailPart, UnitPart
+from genet_jax.latency.timing import ProbeSettings, measurement_context
 from genet_jax.nas.space import BlockType, SearchSpace
 from genet_jax.nas.store import MeasurementCache, fingerprint
 
-# The parts timed, as the MasterNet builds them (eval mode). Their fields are plain values: a part's
-# repr keys PartProbeCache, so it must not hold layer factories (whose repr has addresses). The
-# layer shares the part's scope: the variables are the layer's own (stem: conv/, bn/; unit: conv1/, ...).
+log = logging.getLogger("genet_jax.search")
 
-class _Layer(nn.Module):
-    """One layer of the MasterNet, for timing: its stem conv (`stem` = (features, kernel, stride)) or
-    a residual unit (`unit`)."""
-
-    dtype: object
-    conv_impl: str
-    stem: Optional[tuple[int, int, int]] = None
-    unit: Optional[UnitConfig] = None
-
-    def setup(self):
-        layers = build_layers(self.dtype, self.conv_impl)
-        self.layer = layers.conv_bn(*self.stem) if self.stem is not None else layers.residual_unit(self.unit)
-        nn.share_scope(self, self.layer)
-
-    def __call__(self, x):
-        return self.layer(x)
-
-
-class _Tail(nn.Module):
-    """The MasterNet's final 1x1 conv, pooling and head, for timing."""
-
-    final_width: int
-    num_classes: int
-    dtype: object
-    conv_impl: str
-
-    @nn.compact
-    def __call__(self, x):
-        layers = build_layers(self.dtype, self.conv_impl)
-        x = layers.pool(layers.conv_bn(self.final_width, 1)(x))
-        return nn.Dense(self.num_classes, dtype=self.dtype)(x.astype(self.dtype))
+PartTimer = Callable[[Part, tuple, ProbeSettings], float]
+# How part-probe keys began before they were made from a part's fields (the repr of a Flax module).
+REPR_KEY_PREFIXES = ("_Layer(", "_Tail(")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,32 +47,34 @@ class _ProjectedUnit(UnitConfig):
         return True
 
 
-def time_module(module: nn.Module, input_shape: Sequence[int], settings: ProbeSettings) -> float:
-    """Trimmed-mean milliseconds per image of `module` (eval mode) on one device, on the settings'
-    engine (ONNX Runtime: genet_jax.nas.onnxruntime_parts)."""
-    if settings.engine == "onnxruntime":
-        return time_part_onnxruntime(module, input_shape, settings)
-    dtype = canonical_dtype(settings.dtype)
-    device = jax.local_devices()[0]  # this process's own (jax.devices()[0] is process 0's)
-    x = jax.device_put(jnp.asarray(np.random.default_rng(0).standard_normal(input_shape, np.float32), dtype), device)
-    variables = jax.device_put(timing_variables(lambda x: module.init(jax.random.PRNGKey(0), x), x), device)
-    seconds, _ = time_forward(module.apply, variables, x, settings)
-    return seconds * 1e3 / input_shape[0]
+def time_part(part: Part, input_shape: Sequence[int], settings: ProbeSettings) -> float:
+    """Trimmed-mean milliseconds per image of `part` on one device, on the settings' engine."""
+    return engine_named(settings.engine).time_part(part, input_shape, settings)
+
+
+def part_key(part: Part, input_shape: Sequence[int], settings: ProbeSettings) -> str:
+    """A part probe's key: the part's fields, the input shape (batch, size, size, width) and the
+    measurement context (device, JAX, resolved settings, engine: `timing.measurement_context`)."""
+    return f"{part.key()}@{list(input_shape)}/{fingerprint(measurement_context(settings))}"
 
 
 class PartProbeCache(MeasurementCache):
-    """A part timer (`time_module` by default) whose results are kept in a JSON file, keyed by the
-    module's fields, the input shape, the resolved probe settings and the device they ran on
-    (`timing.measurement_context`): a table build killed half-way resumes where it stopped, a rebuild
-    for other types re-times only new parts, and a workdir moved to another device or JAX re-times all."""
+    """A part timer (`time_part` by default) whose results are kept in a JSON file, keyed by
+    `part_key`: a table build killed half-way resumes where it stopped, a rebuild for other types
+    re-times only new parts, and a workdir moved to another device, JAX or engine re-times all."""
 
-    def __init__(self, path: str, timer: Optional[Callable[[nn.Module, tuple, ProbeSettings], float]] = None):
+    def __init__(self, path: str, timer: Optional[PartTimer] = None):
         super().__init__(path)
-        self.timer = timer or time_module
+        self.timer = timer or time_part
+        stale = [key for key in self.entries if key.startswith(REPR_KEY_PREFIXES)]
+        if stale:
+            log.warning("%s: %d part probes keyed by a Flax module's repr (stored by an older genet-jax) are "
+                        "ignored, keys now name the parts' fields: those parts are re-timed", path, len(stale))
+            for key in stale:
+                del self.entries[key]
 
-    def __call__(self, module: nn.Module, input_shape: Sequence[int], settings: ProbeSettings) -> float:
-        key = f"{' '.join(repr(module).split())}@{list(input_shape)}/{fingerprint(measurement_context(settings))}"
-        return self.get(key, lambda: self.timer(module, input_shape, settings))
+    def __call__(self, part: Part, input_shape: Sequence[int], settings: ProbeSettings) -> float:
+        return self.get(part_key(part, input_shape, settings), lambda: self.timer(part, input_shape, settings))
 
 
 def stage_input_sizes(spec: NetworkSpec) -> list[int]:
@@ -245,15 +215,15 @@ def _bilinear(xs: np.ndarray, ys: np.ndarray, table: np.ndarray, x, y) -> np.nda
 
 def build_latency_table(master: NetworkSpec, type_keys: Sequence[Sequence[str]], space: SearchSpace,
                         resolution: int, settings: ProbeSettings, grid_points: int = DEFAULT_GRID_POINTS, progress: bool = True,
-                        timer: Optional[Callable[[nn.Module, tuple, ProbeSettings], float]] = None,
+                        timer: Optional[PartTimer] = None,
                         line_points: Optional[int] = None) -> LatencyTable:
     """Measure every part for the given per-block types at `resolution` (stride pattern of `master`):
     first units fed by a searched width on a `grid_points` x `grid_points` grid, the one-dimensional
     parts on `line_points` widths (<= 0: every allowed width; None: `grid_points`)."""
-    timer = timer or time_module
+    timer = timer or time_part
     settings = settings.resolved()
     spec = master.replace(resolution=resolution)
-    dtype, b = canonical_dtype(settings.dtype), settings.batch
+    b = settings.batch
     sizes = stage_input_sizes(spec)
     line_points = grid_points if line_points is None else line_points
     coarse = [width_grid(block.width, space, grid_points) for block in spec.blocks]
@@ -264,11 +234,11 @@ def build_latency_table(master: NetworkSpec, type_keys: Sequence[Sequence[str]],
                                           for i, keys in enumerate(type_keys))
     bar = tqdm(total=total, desc=f"latency table @{resolution}", unit="probe", disable=not progress, leave=False)
 
-    def probe(module, shape):
+    def probe(part, shape):
         bar.update(1)
-        return timer(module, tuple(int(s) for s in shape), settings)
+        return timer(part, tuple(int(s) for s in shape), settings)
 
-    stem = probe(_Layer(dtype, settings.conv_impl, stem=(spec.stem_width, spec.stem_kernel_size, spec.stem_stride)),
+    stem = probe(StemPart(spec.stem_width, spec.stem_kernel_size, spec.stem_stride),
                  (b, resolution, resolution, spec.in_channels))
     blocks = []
     for i, keys in enumerate(type_keys):
@@ -277,9 +247,8 @@ def build_latency_table(master: NetworkSpec, type_keys: Sequence[Sequence[str]],
             block_type = BlockType.from_key(key)
 
             def unit(cin, cout, s, config_class=UnitConfig):
-                config = config_class(block_type.block_type, int(cin), int(cout),
-                                      mid_width(int(cout), block_type.ratio), s, block_type.kernel_size)
-                return _Layer(dtype, settings.conv_impl, unit=config)
+                return UnitPart(config_class(block_type.block_type, int(cin), int(cout),
+                                             mid_width(int(cout), block_type.ratio), s, block_type.kernel_size))
 
             first = np.asarray([[probe(unit(cin, cout, stride, _ProjectedUnit), (b, sizes[i], sizes[i], cin))
                                  for cout in out_grids[i]] for cin in in_grids[i]])
@@ -287,7 +256,7 @@ def build_latency_table(master: NetworkSpec, type_keys: Sequence[Sequence[str]],
                                for cout in rest_grids[i]])
             entries[key] = {"first": first, "rest": rest}
         blocks.append(entries)
-    tail = np.asarray([probe(_Tail(spec.final_width, spec.num_classes, dtype, settings.conv_impl),
+    tail = np.asarray([probe(TailPart(spec.final_width, spec.num_classes),
                              (b, sizes[-1], sizes[-1], cin)) for cin in rest_grids[-1]])
     bar.close()
     return LatencyTable(resolution, settings, stem, in_grids, out_grids, blocks, tail,

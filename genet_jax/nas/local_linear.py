@@ -77,10 +77,6 @@ class Sample:
     replacement: SuperBlockSpec
     accuracy: float
 
-    @classmethod
-    def from_record(cls, record: Mapping) -> "Sample":
-        return cls(int(record["block"]), SuperBlockSpec(**record["replacement"]), float(record["accuracy"]))
-
 
 def fit_block(index: int, master_block: SuperBlockSpec, samples: Sequence[Sample], master_accuracy: float,
               ridge: float) -> dict[str, TypeFit]:

@@ -1,5 +1,5 @@
-"""Full-network latency for the search: the jitted probe (genet_jax.latency), or the ONNX Runtime
-probe when `latency.engine` is "onnxruntime", under the search's settings, every measurement kept
+"""Full-network latency for the search on the engine `latency.engine` names (genet_jax.latency.engines:
+the jitted probe, or ONNX Runtime's), under the search's settings, every measurement kept
 in latency/probes.json so a re-run repeats none (in a multi-process job, measured by process 0 for
 all: genet_jax.nas.store.MeasurementCache). Keys carry the device, JAX (and engine) version and
 resolved settings (`timing.measurement_context`): a workdir moved to another machine or engine
@@ -11,8 +11,7 @@ from typing import Optional
 from tqdm import tqdm
 
 from genet_jax.arch.spec import NetworkSpec
-from genet_jax.latency import probe_latencies
-from genet_jax.latency.onnxruntime_probe import onnxruntime_latencies
+from genet_jax.latency.engines import engine_named
 from genet_jax.latency.timing import ProbeSettings, measurement_context
 from genet_jax.nas.space import spec_key
 from genet_jax.nas.store import MeasurementCache, fingerprint
@@ -44,5 +43,4 @@ class NetworkProbe:
     def _measure(self, specs: list[NetworkSpec], desc: Optional[str]) -> list[float]:
         s = self.settings
         with tqdm(total=len(specs) * s.rounds, desc=desc, unit="round", leave=False, disable=desc is None) as bar:
-            probe = onnxruntime_latencies if s.engine == "onnxruntime" else probe_latencies
-            return probe(specs, s, progress=bar.update)
+            return engine_named(s.engine).latencies(specs, s, progress=bar.update)

@@ -8,7 +8,7 @@ import hashlib
 import json
 import logging
 import os
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 import jax
 import numpy as np
@@ -39,10 +39,15 @@ def append_result(path: str, record: dict) -> None:
         os.fsync(f.fileno())
 
 
-def read_results(paths: Iterable[str]) -> dict[str, dict]:
-    """{key: record} over every file; the first record of a key wins; unreadable lines are skipped
-    with a warning naming file and line (a kill while writing leaves at most one such line)."""
-    results: dict[str, dict] = {}
+def _as_stored(record: dict, source: str) -> dict:
+    return record
+
+
+def read_results(paths: Iterable[str], parse: Callable[[dict, str], Any] = _as_stored) -> dict[str, Any]:
+    """{key: parse(record, "file:line")} over every file; the first record of a key wins; unreadable
+    lines are skipped with a warning naming file and line (a kill while writing leaves at most one
+    such line); what `parse` raises of a whole line goes up."""
+    results: dict[str, Any] = {}
     for path in sorted(paths):
         with open(path) as f:
             for number, line in enumerate(f, 1):
@@ -54,12 +59,13 @@ def read_results(paths: Iterable[str]) -> dict[str, dict]:
                 except (json.JSONDecodeError, KeyError, TypeError):
                     log.warning("%s:%d: unreadable result line ignored (interrupted write?)", path, number)
                     continue
-                results.setdefault(key, record)
+                if key not in results:
+                    results[key] = parse(record, f"{path}:{number}")
     return results
 
 
-def load_results(directory: str) -> dict[str, dict]:
-    return read_results(glob.glob(os.path.join(directory, PATTERN)))
+def load_results(directory: str, parse: Callable[[dict, str], Any] = _as_stored) -> dict[str, Any]:
+    return read_results(glob.glob(os.path.join(directory, PATTERN)), parse)
 
 
 def sha256_key(text: str) -> str:

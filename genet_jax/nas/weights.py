@@ -9,11 +9,10 @@ from typing import Iterable
 
 from genet_jax.interop.model_checkpoint import EMA_WEIGHTS, RAW_WEIGHTS
 from genet_jax.nas.context import SearchContext, SearchError
+from genet_jax.nas.records import FinetuneRecord
 from genet_jax.training.result import TrainResult
 
-WEIGHTS_FIELD = "weights"
-# Fine-tune records written before the field existed hold the raw weights' top-1.
-UNRECORDED_FINETUNE_WEIGHTS = RAW_WEIGHTS
+WEIGHTS_FIELD = "weights"  # the field of master.json naming them, absent from older searches' files
 MISMATCHED_JOBS_SHOWN = 10  # an error names this many of the jobs measured on other weights
 
 
@@ -27,12 +26,12 @@ def finetune_weights(ctx: SearchContext) -> str:
     return EMA_WEIGHTS if ctx.train_config.optim.ema_decay > 0 else RAW_WEIGHTS
 
 
-def check_finetune_weights(ctx: SearchContext, records: Iterable[dict], store: str) -> None:
+def check_finetune_weights(ctx: SearchContext, records: Iterable[FinetuneRecord], store: str) -> None:
     """Refuse fine-tune results measured on other weights than this search's fine-tunes measure
     (written by an older version, or with another optim.ema_decay): a regression over them would
     mix two kinds of top-1."""
     expected = finetune_weights(ctx)
-    other = sorted(r["job"] for r in records if r.get(WEIGHTS_FIELD, UNRECORDED_FINETUNE_WEIGHTS) != expected)
+    other = sorted(r.job for r in records if r.weights != expected)
     if other:
         raise SearchError(f"{store}: fine-tunes {other[:MISMATCHED_JOBS_SHOWN]} ({len(other)} in all) measured "
                           f"other weights than the {expected!r} weights this search measures: delete their results "

@@ -15,7 +15,7 @@ import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
-from genet_jax.training.config import ConfigError
+from genet_jax.training.config import EVALUATE_AT_THE_END, ConfigError
 
 log = logging.getLogger("genet_jax.train")
 
@@ -34,7 +34,7 @@ class RunPlan:
 
     total_steps: int
     steps_per_epoch: float  # fractional: the last batch of an epoch runs on into the next
-    eval_every: int
+    eval_every: int  # steps between evaluations; the run's length where it evaluates at the end only
     log_every: int
     checkpoint_every: int
     per_host_batch: int
@@ -52,8 +52,9 @@ class RunPlan:
         steps_per_epoch = num_train_examples / config.batch_size
         total_steps = config.num_train_steps if config.num_train_steps > 0 else \
             max(1, int(math.ceil(config.num_epochs * steps_per_epoch)))
-        return cls(total_steps=total_steps, steps_per_epoch=steps_per_epoch,
-                   eval_every=max(1, int(math.ceil(config.eval_every_epochs * steps_per_epoch))),
+        eval_every = total_steps if config.eval_every_epochs == EVALUATE_AT_THE_END else \
+            max(1, int(math.ceil(config.eval_every_epochs * steps_per_epoch)))
+        return cls(total_steps=total_steps, steps_per_epoch=steps_per_epoch, eval_every=eval_every,
                    log_every=config.log_every_steps, checkpoint_every=config.checkpoint.every_steps,
                    per_host_batch=config.batch_size // jax.process_count())
 

@@ -16,6 +16,10 @@ from genet_jax.models.network import MasterNet, canonical_dtype, create_model
 from genet_jax.training.steps import BN_STATISTICS
 
 
+# eval_every_epochs = 0: evaluate once, at the end of the run.
+EVALUATE_AT_THE_END = 0.0
+
+
 class ConfigError(InputError, ValueError):
     def __init__(self, field: str, message: str):
         self.field = field
@@ -48,7 +52,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         ("optim.grad_clip_norm", 0, False, False), ("teacher.true_label_weight", 0, False, False),
         ("teacher.soft_label_weight", 0, False, False), ("teacher.temperature", 0, False, True),
         ("checkpoint.every_steps", 1, True, False), ("checkpoint.keep", 1, True, False),
-        ("log_every_steps", 1, True, False), ("eval_every_epochs", 0, False, True),
+        ("log_every_steps", 1, True, False), ("eval_every_epochs", EVALUATE_AT_THE_END, False, False),
         ("optim.fp16_initial_loss_scale", 1, False, False), ("optim.fp16_scale_growth_steps", 1, True, False),
         ("data.holdout_size", 0, True, False), ("data.holdout_seed", 0, True, False),
         ("data.worker_count", 0, True, False), ("optim.accumulate_steps", 1, True, False),

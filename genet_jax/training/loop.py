@@ -5,6 +5,7 @@ the step plan, throughput and SIGTERM handling (bookkeeping.py), the initial tra
 teacher (initial_state.py), the data (inputs.py)."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -79,15 +80,6 @@ class _Run:
     throughput: Throughput
     dtype: str  # config.dtype
 
-    def close(self) -> None:
-        try:
-            self.batches.close()  # stops the grain worker processes (data.worker_count > 0)
-            self.progress.close()
-            self.checkpointer.close()  # a CheckpointWriteError if the last save failed in the background
-        finally:
-            self.writer.close()
-            self.stop.restore()
-
 
 def train(config: ml_collections.ConfigDict, sources: Optional[tuple[Source, Source]] = None,
           initial_variables: Optional[dict] = None) -> TrainResult:
@@ -114,36 +106,39 @@ def _train_in(workdir: str, config: ml_collections.ConfigDict, sources: Optional
     tx = optim.make_optimizer(config.optim, schedule)
     init_key = jax.random.fold_in(base_key, INIT_KEY_STREAM)
 
-    checkpointer = TrainCheckpointer(workdir, config.checkpoint.keep, config.checkpoint.async_save)
-    state, data_state = create_train_state(config, model, tx, checkpointer, replicated, init_key, initial_variables)
-    _save_config(workdir, config)  # once the run is valid and restored: a refused run keeps the workdir's config
-    description = model_description(spec, metadata={"class_names": train_source.class_names,
-                                                    "data_source": config.data.source,
-                                                    "eval_crop_fraction": config.data.eval_crop_fraction})
-    teacher_model, teacher_variables = load_teacher(config, spec, replicated)
-    train_step = steps.jit_train_step(steps.make_train_step(model, tx, config, schedule, teacher_model, mesh), mesh)
-    evaluator = Evaluator(model, config, mesh)
-    start_step = int(jax.device_get(state.step))
-    if data_state is None and start_step:  # saved by another number of hosts: the position is the step's
-        data_state = pipeline.train_data_state(start_step, plan.per_host_batch)
-    skips = pipeline.SkipCounter(f"train {train_source.name}")
-    batches = train_batches(config, train_source, spec.resolution, plan.per_host_batch, skips, data_state,
-                            batch_sharding)
-    train_key = jax.random.fold_in(base_key, TRAIN_KEY_STREAM)
+    with contextlib.ExitStack() as closing:  # each part closed once it exists, on any exit
+        checkpointer = TrainCheckpointer(workdir, config.checkpoint.keep, config.checkpoint.async_save)
+        closing.push(functools.partial(_close_checkpointer, checkpointer))
+        state, data_state = create_train_state(config, model, tx, checkpointer, replicated, init_key, initial_variables)
+        _save_config(workdir, config)  # once the run is valid and restored: a refused run keeps the workdir's config
+        description = model_description(spec, metadata={"class_names": train_source.class_names,
+                                                        "data_source": config.data.source,
+                                                        "eval_crop_fraction": config.data.eval_crop_fraction})
+        teacher_model, teacher_variables = load_teacher(config, spec, replicated)
+        train_step = steps.jit_train_step(steps.make_train_step(model, tx, config, schedule, teacher_model, mesh), mesh)
+        evaluator = Evaluator(model, config, mesh)
+        start_step = int(jax.device_get(state.step))
+        if data_state is None and start_step:  # saved by another number of hosts: the position is the step's
+            data_state = pipeline.train_data_state(start_step, plan.per_host_batch)
+        skips = pipeline.SkipCounter(f"train {train_source.name}")
+        batches = train_batches(config, train_source, spec.resolution, plan.per_host_batch, skips, data_state,
+                                batch_sharding)
+        closing.callback(batches.close)  # stops the grain worker processes (data.worker_count > 0)
+        train_key = jax.random.fold_in(base_key, TRAIN_KEY_STREAM)
 
-    writer, stop = MetricWriter(workdir), SigtermStop()
-    progress = tqdm(total=plan.total_steps, initial=start_step, disable=not config.progress_bar or jax.process_index(),
-                    unit="step", dynamic_ncols=True)
-    run = _Run(plan=plan, schedule=schedule, train_step=train_step, train_key=train_key,
-               teacher_variables=teacher_variables, batches=batches,
-               evaluate=functools.partial(evaluator.evaluate_all, source=eval_source, size=spec.resolution),
-               checkpointer=checkpointer, description=description, writer=writer, stop=stop, progress=progress,
-               throughput=Throughput(config.batch_size), dtype=config.dtype)
-    started = time.perf_counter()
-    try:
+        writer, stop = MetricWriter(workdir), SigtermStop()
+        closing.callback(stop.restore)
+        closing.callback(writer.close)
+        progress = tqdm(total=plan.total_steps, initial=start_step, disable=not config.progress_bar or jax.process_index(),
+                        unit="step", dynamic_ncols=True)
+        closing.callback(progress.close)
+        run = _Run(plan=plan, schedule=schedule, train_step=train_step, train_key=train_key,
+                   teacher_variables=teacher_variables, batches=batches,
+                   evaluate=functools.partial(evaluator.evaluate_all, source=eval_source, size=spec.resolution),
+                   checkpointer=checkpointer, description=description, writer=writer, stop=stop, progress=progress,
+                   throughput=Throughput(config.batch_size), dtype=config.dtype)
+        started = time.perf_counter()
         state, eval_metrics = _train_steps(run, state, start_step)
-    finally:
-        run.close()
 
     if not eval_metrics and not stop.requested:  # re-run of a finished run: report, train nothing
         eval_metrics = run.evaluate(named_variables(state))
@@ -152,6 +147,19 @@ def _train_in(workdir: str, config: ml_collections.ConfigDict, sources: Optional
         with open(os.path.join(workdir, "metrics.json"), "w") as f:
             json.dump(final.to_dict(), f, indent=2)
     return final
+
+
+def _close_checkpointer(checkpointer: TrainCheckpointer, error_type, error, traceback) -> bool:
+    """ExitStack exit callback: waits for the last save (a CheckpointWriteError if it fails); when the
+    run is ending on an error already, that error is the one reported and a failed save is logged."""
+    if error is None:
+        checkpointer.close()
+        return False
+    try:
+        checkpointer.close()
+    except Exception as e:  # the error on its way out is the one the user needs first
+        log.warning("the last checkpoint could not be written either: %s", e)
+    return False
 
 
 def _save_config(workdir: str, config: ml_collections.ConfigDict) -> None:

@@ -156,9 +156,11 @@ class TrainCheckpointer:
                     with self._orbax_log.quiet_from(logging.WARNING):
                         state = self._restore_step(abstract_state, step)
                 except Exception as e:  # orbax and TensorStore raise many types for a damaged step
-                    reason = f"{type(e).__name__}: {orbax_faults.first_line(e)}"
                     self._left_orbax_leftovers = True
-            orbax_faults.ignore_unawaited_coroutines()
+                    orbax_faults.ignore_unawaited_coroutines()
+                    if not orbax_faults.is_damage(e):  # a transient storage error, out of memory, a bug
+                        raise
+                    reason = f"{type(e).__name__}: {orbax_faults.first_line(e)}"
             if _on_every_process(state is not None):
                 self._set_aside(failed, resumed_from=step)
                 return state, self._data_position(step)

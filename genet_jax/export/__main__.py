@@ -1,0 +1,5 @@
+import sys
+
+from genet_jax.export import main
+
+sys.exit(main())
