@@ -29,7 +29,7 @@ sys.path.insert(0, REPO)
 
 from configs.cifar10 import CIFAR_GENET_SMALL, cifar_genet, genet_32, get_config  # noqa: E402
 from genet_jax.errors import INPUT_ERROR_EXIT_CODE  # noqa: E402
-from genet_jax.measure.output import file_slug, new_figure, save_figure, write_json  # noqa: E402
+from genet_jax.outputs import file_slug, new_figure, save_figure, write_json  # noqa: E402
 
 TRAIN_SCRIPT = os.path.join(REPO, "benchmarks", "cifar10_train.py")
 RESULTS = os.path.join(REPO, "benchmarks", "results")

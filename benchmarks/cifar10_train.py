@@ -28,7 +28,7 @@ import jax  # noqa: E402
 from benchmarks.machine import lscpu_fields  # noqa: E402
 from genet_jax import cli  # noqa: E402
 from genet_jax.data.subsets import HOLDOUT_SPLIT  # noqa: E402
-from genet_jax.measure.output import file_slug  # noqa: E402
+from genet_jax.outputs import file_slug  # noqa: E402
 from genet_jax.training.loop import train  # noqa: E402
 
 ARCHIVE = os.path.join(REPO, "..", "shared", "data", "cifar10-jpg.tgz")

@@ -39,7 +39,7 @@ sys.path.insert(0, REPO)
 
 from benchmarks.gpu.plan import FULL, QUICK, SECTIONS, Budget, Plan  # noqa: E402
 from genet_jax import versions  # noqa: E402
-from genet_jax.measure.output import write_json  # noqa: E402
+from genet_jax.outputs import write_json  # noqa: E402
 
 WORKER_GRACE_SECONDS = 120  # past its budget a section may still finish the measurement it started
 PACKAGES = ("jax", "jaxlib", "jax-cuda13-plugin", "jax-cuda12-plugin", "flax", "optax", "numpy", "torch", "timm")

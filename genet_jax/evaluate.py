@@ -19,7 +19,7 @@ from absl import flags  # noqa: E402
 
 from genet_jax.data.sources import open_source  # noqa: E402
 from genet_jax.errors import InputError  # noqa: E402
-from genet_jax.interop.model_checkpoint import load_model_checkpoint  # noqa: E402
+from genet_jax.checkpoint import load_model_checkpoint  # noqa: E402
 from genet_jax.interop.onnx_evaluation import evaluate_onnx  # noqa: E402
 from genet_jax.interop.onnx_runtime import CPU_PROVIDER, ExportedModel  # noqa: E402
 from genet_jax.training.config import model_from_config  # noqa: E402

@@ -30,7 +30,7 @@ def _load_for_prediction(checkpoint_dir: Optional[str], pretrained: Optional[str
     if pretrained:
         loaded = load_pretrained(pretrained=pretrained, resolution=resolution)
         return loaded.model, loaded.variables, loaded.class_names, loaded.preprocessing
-    from genet_jax.interop.model_checkpoint import load_model_checkpoint  # orbax: the train extra
+    from genet_jax.checkpoint import load_model_checkpoint  # orbax: the train extra
     ckpt = load_model_checkpoint(checkpoint_dir, raw=raw_weights)
     size = resolution or ckpt.spec.resolution
     return create_model(ckpt.spec), ckpt.variables, ckpt.metadata.get("class_names"), partial(eval_preprocess, size=size)

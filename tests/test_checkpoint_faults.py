@@ -16,8 +16,8 @@ import jax.numpy as jnp
 import optax
 import pytest
 
-from genet_jax.interop import orbax_faults
-from genet_jax.interop.model_checkpoint import CheckpointError, load_model_checkpoint
+from genet_jax import checkpoint_faults
+from genet_jax.checkpoint import CheckpointError, load_model_checkpoint
 from genet_jax.training import steps
 from genet_jax.training.metrics import MetricWriter
 from genet_jax.training.train_checkpoints import (DATA_ITEM, UNRESTORABLE_DIR, CheckpointWriteError,
@@ -258,10 +258,10 @@ def test_train_py_on_a_full_disk_exits_2_with_one_line_and_keeps_the_last_good_s
 
 
 def test_only_damage_falls_back_and_a_storage_outage_out_of_memory_or_bug_is_raised():
-    assert orbax_faults.is_damage(FileNotFoundError(2, "No such file or directory", "x/_METADATA"))
-    assert orbax_faults.is_damage(ValueError("OUT_OF_RANGE: Error reading local file x/d/0: truncated"))
-    assert orbax_faults.is_damage(ValueError("Requested shape: (3, 3) is not compatible with the stored shape: (3, 8)"))
-    assert not orbax_faults.is_damage(ValueError("UNAVAILABLE: Error reading gs://bucket/x/d/0"))
-    assert not orbax_faults.is_damage(PermissionError(13, "Permission denied", "x/d/0"))
-    assert not orbax_faults.is_damage(MemoryError())
-    assert not orbax_faults.is_damage(TypeError("unsupported operand"))  # a bug keeps its traceback
+    assert checkpoint_faults.is_damage(FileNotFoundError(2, "No such file or directory", "x/_METADATA"))
+    assert checkpoint_faults.is_damage(ValueError("OUT_OF_RANGE: Error reading local file x/d/0: truncated"))
+    assert checkpoint_faults.is_damage(ValueError("Requested shape: (3, 3) is not compatible with the stored shape: (3, 8)"))
+    assert not checkpoint_faults.is_damage(ValueError("UNAVAILABLE: Error reading gs://bucket/x/d/0"))
+    assert not checkpoint_faults.is_damage(PermissionError(13, "Permission denied", "x/d/0"))
+    assert not checkpoint_faults.is_damage(MemoryError())
+    assert not checkpoint_faults.is_damage(TypeError("unsupported operand"))  # a bug keeps its traceback

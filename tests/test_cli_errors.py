@@ -13,7 +13,7 @@ import pytest
 import genet_jax as g
 from genet_jax import cli, predict
 from genet_jax.errors import INPUT_ERROR_EXIT_CODE
-from genet_jax.interop.model_checkpoint import EMA_WEIGHTS, RAW_WEIGHTS, load_model_checkpoint, model_description
+from genet_jax.checkpoint import EMA_WEIGHTS, RAW_WEIGHTS, load_model_checkpoint, model_description
 from genet_jax.training import steps
 from genet_jax.training.train_checkpoints import TrainCheckpointer
 from tests.conftest import REPO_ROOT

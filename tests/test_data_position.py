@@ -9,7 +9,6 @@ import shutil
 
 import grain
 import grain.checkpoint
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax

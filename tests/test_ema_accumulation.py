@@ -15,7 +15,7 @@ import pytest
 import genet_jax as g
 from configs.common import base_config
 from genet_jax import export
-from genet_jax.interop.model_checkpoint import EMA_WEIGHTS, RAW_WEIGHTS, load_model_checkpoint
+from genet_jax.checkpoint import EMA_WEIGHTS, RAW_WEIGHTS, load_model_checkpoint
 from genet_jax.predict import predict_images
 from genet_jax.training import augment_device, ema, optim, steps
 from tests.conftest import REPO_ROOT

@@ -14,7 +14,7 @@ import genet_jax as g
 from genet_jax import export, interop, predict
 from genet_jax.data.images import eval_preprocess, load_rgb
 from genet_jax.export import ModelSource, legacy
-from genet_jax.interop.model_checkpoint import CheckpointError, load_model_checkpoint, save_model_checkpoint
+from genet_jax.checkpoint import CheckpointError, load_model_checkpoint, save_model_checkpoint
 from tests.helpers import calibrated_variables, tiny
 
 torch = pytest.importorskip("torch", reason="torch: an optional dependency (requirements-dev.txt installs it)")

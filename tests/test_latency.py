@@ -11,7 +11,7 @@ import pytest
 
 import genet_jax as g
 from genet_jax.interop import pth_files
-from genet_jax.interop.model_checkpoint import save_model_checkpoint
+from genet_jax.checkpoint import save_model_checkpoint
 from genet_jax.latency import probe_latencies, probe_latency, timing_variables
 from genet_jax.latency.cli import main as latency_main
 from genet_jax.latency.timing import CPU_PROTOCOL, ProbeSettings, platform_protocol, time_runs, trimmed_mean

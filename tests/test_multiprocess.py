@@ -20,7 +20,7 @@ import pytest
 from configs.default import DIGITS_GENET
 from genet_jax import distributed
 from genet_jax.data.pipeline import GlobalBatchRows, train_data_state
-from genet_jax.interop.model_checkpoint import load_model_checkpoint
+from genet_jax.checkpoint import load_model_checkpoint
 from tests.conftest import REPO_ROOT
 from tests.helpers import tiny_args
 from tests.processes import RUN_DEADLINE_SECONDS, devices_env, finish, wait_for

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 
 from genet_jax import create_model
-from genet_jax.interop.model_checkpoint import save_model_checkpoint
+from genet_jax.checkpoint import save_model_checkpoint
 from genet_jax.nas.context import open_context
 from genet_jax.nas.master import load_master, master_variables, run_master
 from tests.helpers import random_variables

@@ -10,7 +10,7 @@ import pytest
 
 import genet_jax as g
 from genet_jax import export
-from genet_jax.interop.model_checkpoint import save_model_checkpoint
+from genet_jax.checkpoint import save_model_checkpoint
 from genet_jax.interop.onnx_export import export_onnx
 from tests.conftest import REPO_ROOT
 from tests.helpers import calibrated_variables

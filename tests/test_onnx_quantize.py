@@ -9,7 +9,7 @@ import pytest
 import genet_jax as g
 from genet_jax import export
 from genet_jax.data.sources import open_source
-from genet_jax.interop.model_checkpoint import save_model_checkpoint
+from genet_jax.checkpoint import save_model_checkpoint
 from genet_jax.interop.onnx_quantize import calibration_batches, calibration_subset
 from tests.helpers import calibrated_variables, tiny
 

@@ -15,7 +15,7 @@ import genet_jax
 from genet_jax import export, predict
 from genet_jax.arch.counting import spec_params
 from genet_jax.arch.spec import NetworkSpec, SuperBlockSpec
-from genet_jax.interop.model_checkpoint import save_model_checkpoint
+from genet_jax.checkpoint import save_model_checkpoint
 from genet_jax.optional import MissingDependency
 from genet_jax.pretrained import hub
 from genet_jax.pretrained.catalog import PRETRAINED, imagenet_classes, pretrained_weights

@@ -13,7 +13,7 @@ from PIL import Image
 from configs.common import base_config
 from genet_jax.data import pipeline, transforms
 from genet_jax.data.sources import DataError, open_source, tfds_source
-from genet_jax.interop.model_checkpoint import load_model_checkpoint
+from genet_jax.checkpoint import load_model_checkpoint
 from tests.conftest import REPO_ROOT
 
 tfds = pytest.importorskip("tensorflow_datasets", reason="tensorflow-datasets: installed by requirements-dev.txt only")

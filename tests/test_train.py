@@ -16,7 +16,7 @@ from PIL import Image
 import genet_jax as g
 from configs.common import base_config
 from genet_jax import export, interop
-from genet_jax.interop.model_checkpoint import load_model_checkpoint
+from genet_jax.checkpoint import load_model_checkpoint
 from genet_jax.training import optim, steps
 from genet_jax.training.config import ConfigError, validate_config
 from genet_jax.training.loop import TrainingDiverged, check_finite

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import os
 
-from genet_jax.measure.output import new_figure, save_figure, write_json
+from genet_jax.outputs import new_figure, save_figure, write_json
 
 INFERENCE_SECTIONS = ("jax_inference", "torch_inference", "torch_compile", "peers")
 TRAINING_SECTIONS = ("jax_training", "torch_training")

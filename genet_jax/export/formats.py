@@ -14,7 +14,7 @@ from typing import Any, Mapping, Optional
 from genet_jax.arch.spec import NetworkSpec
 from genet_jax.data.images import EVAL_CROP_FRACTION
 from genet_jax.data.sources import Source
-from genet_jax.interop.model_checkpoint import ModelCheckpoint, load_model_checkpoint
+from genet_jax.checkpoint import ModelCheckpoint, load_model_checkpoint
 from genet_jax.interop.onnx_export import export_onnx
 from genet_jax.interop.onnx_quantize import (DEFAULT_CALIBRATION_IMAGES, calibration_batches, open_calibration,
                                              quantize_int8)

@@ -137,7 +137,7 @@ def read_pth(path: str, layout: Optional[str] = None,
 
 
 def import_pth(path: str, out: str, layout: Optional[str] = None, arch: Optional[str] = None) -> str:
-    from genet_jax.interop.model_checkpoint import save_model_checkpoint  # orbax: the train extra
+    from genet_jax.checkpoint import save_model_checkpoint  # orbax: the train extra
     spec, variables, extras, detected = read_pth(path, layout, arch)
     return save_model_checkpoint(out, spec, variables, extras=extras,
                                  metadata={"imported_from": os.path.abspath(path), "format": detected})

@@ -15,7 +15,7 @@ from tqdm import tqdm
 from genet_jax import cli
 from genet_jax.latency import PAPER_RUNS, model_timing_variables
 from genet_jax.latency.engines import add_engine_arguments, probe_on
-from genet_jax.measure.output import new_figure, parse_numbers, positive_int, save_figure, write_csv
+from genet_jax.outputs import new_figure, parse_numbers, positive_int, save_figure, write_csv
 from genet_jax.models.network import create_model
 
 

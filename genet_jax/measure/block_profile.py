@@ -20,7 +20,7 @@ from genet_jax import cli
 from genet_jax.arch.spec import NetworkSpec, SpecError, SuperBlockSpec
 from genet_jax.latency import PAPER_RUNS
 from genet_jax.latency.engines import add_engine_arguments, probe_on
-from genet_jax.measure.output import new_figure, parse_numbers, positive_int, save_figure, write_csv
+from genet_jax.outputs import new_figure, parse_numbers, positive_int, save_figure, write_csv
 
 PROFILE_DEPTH = {"XX": 5, "BL": 10, "DW": 10}
 

@@ -16,9 +16,9 @@ import numpy as np
 from genet_jax import cli
 from genet_jax.arch.paths import UnitLayerPath
 from genet_jax.arch.spec import NetworkSpec
-from genet_jax.interop.model_checkpoint import load_model_checkpoint
+from genet_jax.checkpoint import load_model_checkpoint
 from genet_jax.interop.pth_files import read_pth
-from genet_jax.measure.output import new_figure, save_figure, write_csv
+from genet_jax.outputs import new_figure, save_figure, write_csv
 
 
 def last_kxk_kernels(spec: NetworkSpec, params: Mapping) -> list[dict]:

@@ -7,7 +7,7 @@ import logging
 import os
 
 from genet_jax.arch.spec import NetworkSpec
-from genet_jax.interop.model_checkpoint import load_model_checkpoint
+from genet_jax.checkpoint import load_model_checkpoint
 from genet_jax.nas.context import SearchContext, SearchError
 from genet_jax.nas.records import MasterRecord, read_record_json
 from genet_jax.nas.store import write_json

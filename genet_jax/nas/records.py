@@ -16,7 +16,7 @@ from typing import Any, Callable, ClassVar, Mapping, Optional
 
 from genet_jax.arch.spec import NetworkSpec, SuperBlockSpec
 from genet_jax.errors import InputError
-from genet_jax.interop.model_checkpoint import RAW_WEIGHTS
+from genet_jax.checkpoint import RAW_WEIGHTS
 from genet_jax.nas.context import SearchError
 from genet_jax.nas.local_linear import LocalLinearModel
 

@@ -7,8 +7,8 @@ from typing import Sequence
 import jax
 import numpy as np
 
-from genet_jax.measure import output
-from genet_jax.measure.output import new_figure
+from genet_jax import outputs as output
+from genet_jax.outputs import new_figure
 
 PLOTTED_CANDIDATES = 5000
 

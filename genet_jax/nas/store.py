@@ -14,7 +14,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from genet_jax.measure import output
+from genet_jax import outputs as output
 
 log = logging.getLogger(__name__)
 

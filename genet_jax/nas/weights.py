@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from genet_jax.interop.model_checkpoint import EMA_WEIGHTS, RAW_WEIGHTS
+from genet_jax.checkpoint import EMA_WEIGHTS, RAW_WEIGHTS
 from genet_jax.nas.context import SearchContext, SearchError
 from genet_jax.nas.records import FinetuneRecord
 from genet_jax.training.result import TrainResult

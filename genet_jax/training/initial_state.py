@@ -13,7 +13,7 @@ import optax
 from genet_jax.arch.paths import HEAD
 from genet_jax.arch.spec import NetworkSpec
 from genet_jax.errors import InputError
-from genet_jax.interop.model_checkpoint import load_model_checkpoint
+from genet_jax.checkpoint import load_model_checkpoint
 from genet_jax.models.network import MasterNet, init_variables
 from genet_jax.pretrained.loading import load_pretrained
 from genet_jax.training import steps

@@ -23,7 +23,7 @@ from genet_jax.arch.spec import NetworkSpec
 from genet_jax.data import pipeline
 from genet_jax.data.sources import Source
 from genet_jax.errors import InputError
-from genet_jax.interop.model_checkpoint import EMA_WEIGHTS, RAW_WEIGHTS, model_description
+from genet_jax.checkpoint import EMA_WEIGHTS, RAW_WEIGHTS, model_description
 from genet_jax.training import optim, steps
 from genet_jax.training.bookkeeping import RunPlan, SigtermStop, Throughput
 from genet_jax.training.config import model_from_config, model_spec, validate_config

@@ -1,7 +1,7 @@
 """Training checkpoints in WORKDIR/checkpoints (orbax CheckpointManager, asynchronous saves): the
 last N steps plus the best by eval top-1 (of the EMA weights when there are some). Each step holds
 the model checkpoint items (`variables`, `model` and, with optim.ema_decay > 0, `ema_variables`,
-readable by genet_jax.interop.model_checkpoint) plus `train_state` (optimizer, step, counters) and
+readable by genet_jax.checkpoint) plus `train_state` (optimizer, step, counters) and
 `data_position`: every host's training data iterator position, saved and restored by grain's orbax
 checkpoint handler (one file per process, `process_<i>-of-<n>.json`). Checkpoints written before kept
 the positions beside the steps, in WORKDIR/data_state/<step>/process_<i>.json; they still resume.
@@ -28,8 +28,8 @@ from etils import epath
 from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers
 
-from genet_jax.interop.model_checkpoint import EMA_ITEM, MODEL_ITEM, VARIABLES_ITEM, CheckpointError, has_ema_weights
-from genet_jax.interop import orbax_faults
+from genet_jax.checkpoint import EMA_ITEM, MODEL_ITEM, VARIABLES_ITEM, CheckpointError, has_ema_weights
+from genet_jax import checkpoint_faults
 from genet_jax.training import ema
 from genet_jax.training.steps import TrainState
 
@@ -77,9 +77,9 @@ class TrainCheckpointer:
         self.unrestorable_root = os.path.join(os.path.abspath(workdir), UNRESTORABLE_DIR)
         self._saving: Optional[int] = None  # the step being written in the background
         self._write_failed = False  # a CheckpointWriteError was raised: close() raises none
-        self._orbax_log = orbax_faults.OrbaxLogFilter()
+        self._orbax_log = checkpoint_faults.OrbaxLogFilter()
         self._orbax_log.install()
-        self._restore_unraisable_hook = orbax_faults.drop_orbax_leftovers()
+        self._restore_unraisable_hook = checkpoint_faults.drop_orbax_leftovers()
         self._left_orbax_leftovers = False  # a failed read or write: the hook stays, they are collected later
         policy = checkpoint_managers.AnyPreservationPolicy([
             checkpoint_managers.LatestN(n=keep),
@@ -131,16 +131,16 @@ class TrainCheckpointer:
         try:
             yield
         except (OSError, ValueError) as e:
-            if not orbax_faults.is_storage_error(e):
+            if not checkpoint_faults.is_storage_error(e):
                 raise
             self._write_failed = True
             self._left_orbax_leftovers = True
-            orbax_faults.ignore_unawaited_coroutines()
+            checkpoint_faults.ignore_unawaited_coroutines()
             written = [s for s in self.manager.all_steps() if s != step]
             kept = (f"the last good checkpoint is {self.step_dir(max(written))}" if written
                     else "no checkpoint was written before it")
             raise CheckpointWriteError(f"cannot write the checkpoint {self.step_dir(step)}: "
-                                       f"{orbax_faults.storage_cause(e)}; {kept}") from None
+                                       f"{checkpoint_faults.storage_cause(e)}; {kept}") from None
 
     def restore(self, abstract_state: TrainState) -> Optional[tuple[TrainState, Optional[dict]]]:
         """(state, this host's data position) of the newest step that restores into `abstract_state`,
@@ -157,16 +157,16 @@ class TrainCheckpointer:
                         state = self._restore_step(abstract_state, step)
                 except Exception as e:  # orbax and TensorStore raise many types for a damaged step
                     self._left_orbax_leftovers = True
-                    orbax_faults.ignore_unawaited_coroutines()
-                    if not orbax_faults.is_damage(e):  # a transient storage error, out of memory, a bug
+                    checkpoint_faults.ignore_unawaited_coroutines()
+                    if not checkpoint_faults.is_damage(e):  # a transient storage error, out of memory, a bug
                         raise
-                    reason = f"{type(e).__name__}: {orbax_faults.first_line(e)}"
+                    reason = f"{type(e).__name__}: {checkpoint_faults.first_line(e)}"
             if _on_every_process(state is not None):
                 self._set_aside(failed, resumed_from=step)
                 return state, self._data_position(step)
             failed[step] = reason if state is None else "another process cannot restore it"
         if failed and set(failed.values()) != {EMPTY_STEP}:
-            raise CheckpointError(orbax_faults.none_restores(self.root, failed))
+            raise CheckpointError(checkpoint_faults.none_restores(self.root, failed))
         self._set_aside(failed, resumed_from=None)
         return None
 
@@ -199,7 +199,7 @@ class TrainCheckpointer:
             return _read_legacy_data_state(path)
         except Exception as e:  # a damaged or foreign file: any parse error, any content
             log.warning("%s is no data position (%s: %s): training resumes at the position of step %d instead",
-                        path, type(e).__name__, orbax_faults.first_line(e), step)
+                        path, type(e).__name__, checkpoint_faults.first_line(e), step)
             return None
 
     def _set_aside(self, failed: dict[int, str], resumed_from: Optional[int]) -> None:

@@ -23,7 +23,7 @@ import orbax.checkpoint as ocp
 
 from genet_jax.arch.spec import NetworkSpec, SpecError
 from genet_jax.errors import InputError
-from genet_jax.interop import orbax_faults
+from genet_jax import checkpoint_faults
 
 VARIABLES_ITEM = "variables"
 MODEL_ITEM = "model"
@@ -101,7 +101,7 @@ def load_model_checkpoint(path: str | os.PathLike, step: Optional[int] = None, r
         where = os.path.join(root, str(step))
         weights = EMA_WEIGHTS if not raw and has_ema_weights(where) else RAW_WEIGHTS
         item = EMA_ITEM if weights == EMA_WEIGHTS else VARIABLES_ITEM
-        put_back_unraisable_hook = orbax_faults.drop_orbax_leftovers()
+        put_back_unraisable_hook = checkpoint_faults.drop_orbax_leftovers()
         try:
             model = manager.restore(step, args=ocp.args.Composite(**{MODEL_ITEM: ocp.args.JsonRestore()}))[MODEL_ITEM]
             # A target on this process's first device makes the restore independent of the
@@ -115,9 +115,9 @@ def load_model_checkpoint(path: str | os.PathLike, step: Optional[int] = None, r
             state = manager.restore(step, args=ocp.args.Composite(**{item: ocp.args.StandardRestore(target)}))[item]
             state = jax.tree_util.tree_map(np.asarray, state)
         except Exception as e:  # the hook stays: the failed read's leftovers are collected later
-            orbax_faults.ignore_unawaited_coroutines()
+            checkpoint_faults.ignore_unawaited_coroutines()
             raise CheckpointError(f"cannot read checkpoint {where!r} (truncated or corrupt?): "
-                                  f"{type(e).__name__}: {orbax_faults.first_line(e)}") from None
+                                  f"{type(e).__name__}: {checkpoint_faults.first_line(e)}") from None
         put_back_unraisable_hook()
     try:
         spec = NetworkSpec.from_dict(model["spec"])
