@@ -68,3 +68,12 @@ def get_config():
     c.final.num_train_steps = 3
     return c
 '''
+
+
+def tiny_search_config(workdir):
+    """TINY_SEARCH_CONFIG's config, with `workdir`."""
+    namespace = {}
+    exec(TINY_SEARCH_CONFIG, namespace)
+    config = namespace["get_config"]()
+    config.workdir = str(workdir)
+    return config

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import functools
 import io
-import struct
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from tests.hostile_probes import REPO_ROOT, Probe, Scene, probe_environment
+from tests.test_image_failures import png_header_only
 
 # Holds the lock of the workdir argv[1] until its stdin closes (genet_jax.workdir_lock of this checkout,
 # so that a checkout without the module is probed too).
@@ -75,14 +74,9 @@ def all_of(*setups: Callable[[Scene], None]) -> Callable[[Scene], None]:
     return lambda scene: [setup(scene) for setup in setups]
 
 
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
 def huge_png_header(side: int = 60_000) -> bytes:
     """A PNG whose header says side x side RGB pixels (10.8 GB decoded), with no pixel data."""
-    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IEND", b"")
+    return png_header_only(side, side)
 
 
 def encoded_image(mode: str, image_format: str, side: int = 48) -> bytes:

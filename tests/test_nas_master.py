@@ -8,17 +8,9 @@ from genet_jax.checkpoint import save_model_checkpoint
 from genet_jax.nas.context import open_context
 from genet_jax.nas.master import load_master, master_variables, run_master
 from tests.helpers import random_variables
-from tests.nas_helpers import TINY_SEARCH_CONFIG
+from tests.nas_helpers import tiny_search_config
 
 GIVEN_STEP = 7  # any step but the first: the record must name the step A* measured
-
-
-def tiny_search_config(workdir):
-    namespace = {}
-    exec(TINY_SEARCH_CONFIG, namespace)
-    config = namespace["get_config"]()
-    config.workdir = str(workdir)
-    return config
 
 
 def test_a_given_masternet_checkpoint_is_measured_and_inherited_alike(tmp_path):

@@ -14,7 +14,7 @@ from genet_jax.nas.train_configs import (finetune_train_config, master_train_con
                                          search_train_config)
 from genet_jax.training.bookkeeping import RunPlan
 from genet_jax.training.config import EVALUATE_AT_THE_END, ConfigError, validate_config
-from tests.nas_helpers import MASTER, TINY_SEARCH_CONFIG
+from tests.nas_helpers import MASTER, tiny_search_config
 
 EXAMPLES, BATCH = 1000, 64  # 15.6 steps per epoch: epochs end mid-batch
 LONGER_THAN_ANY_RUN = 1e9  # the evaluation period LLR-NAS used for "at the end only" before
@@ -49,14 +49,6 @@ def test_a_negative_evaluation_period_is_refused_naming_the_field():
     config.eval_every_epochs = -1.0
     with pytest.raises(ConfigError, match=r"^config\.eval_every_epochs: must be >= 0"):
         validate_config(config)
-
-
-def tiny_search_config(workdir):
-    namespace = {}
-    exec(TINY_SEARCH_CONFIG, namespace)
-    config = namespace["get_config"]()
-    config.workdir = str(workdir)
-    return config
 
 
 def test_each_run_of_the_search_gets_a_fresh_config_and_the_search_config_is_never_changed(tmp_path):
