@@ -13,6 +13,7 @@ from genet_jax.latency import timing
 from genet_jax.latency.parts import StemPart, TailPart, UnitPart
 from genet_jax.latency.timing import DeviceIdentity, ProbeSettings
 from genet_jax.nas.candidates import predict_latency, sample_candidates
+from genet_jax.nas.calibration import rows_near_budget
 from genet_jax.nas.latency_table import (LatencyTable, PartProbeCache, _bilinear, _ProjectedUnit, build_latency_table,
                                          part_key, stage_input_sizes)
 from genet_jax.nas.space import BlockType, make_block
@@ -186,3 +187,17 @@ def test_latency_table_round_trip_and_spec_prediction(tiny_table):
     assert table.predict_spec(candidates.spec(MASTER, row)) == pytest.approx(
         float(predict_latency(table, candidates, 8)[row]))
     assert all(v > 0 for v in predict_latency(table, candidates, 8))
+
+
+def test_near_budget_rows_are_drawn_from_the_window_and_filled_with_the_nearest():
+    """The table check always gets its probes: random rows within 0.7..1.3 of the budget, then the rows
+    nearest to it in ratio when the window holds too few; never row 0 (the MasterNet)."""
+    predicted = np.array([1.0, 0.2, 0.95, 1.1, 5.0, 1.25, 0.5, 3.0])
+    in_window = {2, 3, 5}
+    drawn = rows_near_budget(predicted, 1.0, 2, seed=0)
+    assert len(drawn) == 2 and set(drawn) <= in_window and drawn == sorted(drawn)
+    assert drawn == rows_near_budget(predicted, 1.0, 2, seed=0)
+    assert rows_near_budget(predicted, 1.0, 5, seed=0) == [2, 3, 5, 6, 7]  # 0.5 and 3.0: ratio 2 and 3
+    assert rows_near_budget(predicted, 100.0, 2, seed=0) == [4, 7]  # none near a far budget: the nearest
+    assert rows_near_budget(predicted, 1.0, 20, seed=0) == [1, 2, 3, 4, 5, 6, 7]
+    assert rows_near_budget(predicted, 1.0, 0, seed=0) == []

@@ -37,13 +37,29 @@ def type_keys_of(model: LocalLinearModel, master: NetworkSpec) -> list[list[str]
 
 def near_budget(ctx: SearchContext, table: LatencyTable, master: NetworkSpec, type_keys: list[list[str]],
                 budget: float, count: int, seed: int) -> list[NetworkSpec]:
-    """`count` random structures (never the MasterNet) the table puts near the budget."""
+    """`count` random structures (never the MasterNet) the table puts near the budget: `rows_near_budget`."""
     pool = sample_candidates(master, type_keys, ctx.space, NEAR_BUDGET_POOL, seed)
-    predicted = predict_latency(table, pool, master.stem_width)
-    rows = np.flatnonzero((predicted >= NEAR_BUDGET_LOW * budget) & (predicted <= NEAR_BUDGET_HIGH * budget))
-    rows = rows[rows > 0]
-    picked = np.random.default_rng(seed).choice(rows, min(count, len(rows)), replace=False) if len(rows) else []
-    return [pool.spec(master, int(row)) for row in sorted(picked)]
+    rows = rows_near_budget(predict_latency(table, pool, master.stem_width), budget, count, seed)
+    return [pool.spec(master, row) for row in rows]
+
+
+def rows_near_budget(predicted: np.ndarray, budget: float, count: int, seed: int) -> list[int]:
+    """Up to `count` rows, never row 0 (the MasterNet), drawn at random from those predicted within
+    NEAR_BUDGET_LOW..HIGH of the budget; where fewer lie there (a budget far from every structure, or
+    timings skewed by a loaded machine), the rest are the rows nearest to it in ratio. Sorted."""
+    predicted = np.asarray(predicted, dtype=np.float64)
+    near = (predicted >= NEAR_BUDGET_LOW * budget) & (predicted <= NEAR_BUDGET_HIGH * budget)
+    near[:1] = False
+    rows = np.flatnonzero(near)
+    picked = [int(r) for r in np.random.default_rng(seed).choice(rows, min(count, len(rows)), replace=False)] \
+        if len(rows) else []
+    if len(picked) < count:
+        distance = np.abs(np.log(np.maximum(predicted, np.finfo(np.float64).tiny) / budget))
+        distance[near] = np.inf
+        distance[:1] = np.inf
+        order = [int(row) for row in np.argsort(distance, kind="stable") if np.isfinite(distance[row])]
+        picked += order[:count - len(picked)]
+    return sorted(picked)
 
 
 def calibrated_table(ctx: SearchContext, model: LocalLinearModel, resolution: int, budget: float) -> LatencyTable:
