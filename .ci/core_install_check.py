@@ -50,7 +50,8 @@ def main() -> None:
 
     summary = run("-m", "genet_jax.summary", "genet_normal")
     assert summary.returncode == 0 and "21,142,920" in summary.stdout, summary.stderr[-2000:]
-    for command in (["train.py"], ["search.py"], ["-m", "genet_jax.evaluate", "--checkpoint", "x"]):
+    for command in (["train.py"], ["search.py"], ["-m", "genet_jax.evaluate", "--checkpoint", "x"],
+                    ["-m", "genet_jax.export", "torch", "--arch", "genet_light", "--out", "x.pth"]):
         done = run(*command)
         lines = done.stderr.strip().splitlines()
         assert done.returncode == 2 and len(lines) == 1 and "needs the train extra" in lines[0], (command, done.stderr)

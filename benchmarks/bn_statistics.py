@@ -40,7 +40,7 @@ import numpy as np  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
 import genet_jax as g  # noqa: E402
-from benchmarks.machine import machine_info, save_result  # noqa: E402
+from benchmarks.machine import machine_info, provenance, save_result  # noqa: E402
 from configs.default import get_config  # noqa: E402
 from genet_jax.latency.timing import PAPER_RUNS, trimmed_mean, time_runs  # noqa: E402
 from genet_jax.models import layers  # noqa: E402
@@ -126,10 +126,12 @@ def main(argv=None) -> None:
     for row in rows:
         row["ratio_to_per_device_two_pass"] = row["ms_per_step"] / baseline
     print(tabulate(rows, headers="keys", floatfmt=".3f"))
+    machine = machine_info()
     save_result(args.out, {"devices": jax.device_count(), "global_batch": args.batch, "runs": args.runs,
                            "rounds": args.rounds,
                            "network": "configs/default.py (digits, 32x32)", "rows": rows,
-                           "machine": machine_info()})
+                           "machine": machine,
+                           "provenance": provenance(machine, None if argv is None else [__file__, *argv])})
 
 
 if __name__ == "__main__":

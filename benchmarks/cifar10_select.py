@@ -27,6 +27,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from benchmarks.machine import provenance  # noqa: E402
 from configs.cifar10 import CIFAR_GENET_SMALL, cifar_genet, genet_32, get_config  # noqa: E402
 from genet_jax.errors import INPUT_ERROR_EXIT_CODE  # noqa: E402
 from genet_jax.outputs import file_slug, new_figure, save_figure, write_json  # noqa: E402
@@ -145,6 +146,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def selection_provenance(args, record: dict) -> dict:
+    """This command's provenance, on the machine the trial or final `record` names (the driver never
+    starts JAX itself: on a GPU it would take the memory its runs need)."""
+    machine = record.get("provenance", {}).get("machine")
+    return provenance(machine, argv=[os.path.abspath(__file__), *args.argv])
+
+
 def run_trials(args, candidates: dict[str, list[str]]) -> dict:
     """The round's trials side by side, then the choice (saved and returned). Every trial must have
     finished: a choice among the survivors would depend on which runs crashed."""
@@ -163,7 +171,8 @@ def run_trials(args, candidates: dict[str, list[str]]) -> dict:
     print(f"chosen on the holdout: {chosen} ({records[chosen]['top1']:.4f})", flush=True)
     selection = {"round": args.round, "rule": RULE, "candidates": candidates,
                  "holdout_top1": {name: records[name]["top1"] for name in candidates}, "chosen": chosen,
-                 "machine_overrides": args.machine_override, "trials_wall_seconds": time.time() - started}
+                 "machine_overrides": args.machine_override, "trials_wall_seconds": time.time() - started,
+                 "provenance": selection_provenance(args, records[chosen])}
     write_selection(selection)
     plot_best_effort()
     return selection
@@ -180,7 +189,8 @@ def run_final(args, selection: dict) -> None:
     code = run_all({name: command}, 1, dict(os.environ), os.path.join(WORKDIRS, f"cifar10_round{args.round}", "logs"))
     record = trial_records({name}, started).get(name, {})
     write_selection({**selection, "final_machine_overrides": machine, "final_exit_code": code[name],
-                     "final_test_top1": record.get("top1"), "final_wall_seconds": time.time() - started})
+                     "final_test_top1": record.get("top1"), "final_wall_seconds": time.time() - started,
+                     "final_provenance": selection_provenance(args, record)})
     plot_best_effort()
     if code[name] != 0:
         fail(f"the final run failed (exit {code[name]}); its log is in workdirs/cifar10_round{args.round}/logs",
@@ -221,6 +231,7 @@ def plot_best_effort() -> None:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)  # for the choice's provenance
     signal.signal(signal.SIGTERM, exit_on_signal)
     saved = read_selection(args.round)
     if args.stage == "final":

@@ -25,7 +25,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 import jax  # noqa: E402
 
-from benchmarks.machine import lscpu_fields  # noqa: E402
+from benchmarks.machine import lscpu_fields, provenance  # noqa: E402
 from genet_jax import cli  # noqa: E402
 from genet_jax.data.subsets import HOLDOUT_SPLIT  # noqa: E402
 from genet_jax.outputs import file_slug  # noqa: E402
@@ -101,7 +101,7 @@ def main(argv):
                          "eval_flip_tta": config.eval_flip_tta},
               "train_images_per_second": final.train_images_per_second, "model": final.model,
               "device": jax.devices()[0].device_kind, "cpu": cpu_record(), "cpu_count": os.cpu_count(),
-              "finished_at": time.time()}
+              "finished_at": time.time(), "provenance": provenance(device=jax.devices()[0].device_kind)}
     os.makedirs(RESULTS, exist_ok=True)
     append_trial(result)
     if not validation:

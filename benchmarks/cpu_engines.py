@@ -40,7 +40,7 @@ import torch  # noqa: E402
 
 from benchmarks.cpu_engine_rows import (AGREEMENT_TOLERANCE, CALIBRATION_BATCH, CALIBRATION_BATCHES,  # noqa: E402
                                         jax_rows, onnx_rows, torch_rows, xla_rows)
-from benchmarks.machine import MATMUL_SIZE, machine_info, matmul_peaks, save_result  # noqa: E402
+from benchmarks.machine import MATMUL_SIZE, machine_info, matmul_peaks, provenance, save_result  # noqa: E402
 from genet_jax.arch.counting import spec_macs  # noqa: E402
 from genet_jax.arch.registry import resolve_spec  # noqa: E402
 from genet_jax.latency.probes import model_timing_variables  # noqa: E402
@@ -194,7 +194,7 @@ def main() -> int:
               "rows": rows, "xla_flag_candidates": candidates, "onnxruntime_agreement": agreement,
               "calibration": {"batches": CALIBRATION_BATCHES, "batch": CALIBRATION_BATCH,
                               "images": "random standard-normal float32 NCHW"},
-              "summary": summary, "notes": NOTES}
+              "summary": summary, "notes": NOTES, "provenance": provenance(machine)}
     save_result(args.out, result)
     return 0
 

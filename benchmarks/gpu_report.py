@@ -14,7 +14,8 @@ warm-up, 30 timed runs, highest and lowest 10% dropped):
     python benchmarks/gpu_report.py --quick      # every section on a CPU with tiny settings (the suite runs it)
 
 Writes report.json / report.csv / report.md / latency_vs_batch.png to DIR (default
-benchmarks/results/gpu_report/<device>/; --quick: workdirs/gpu_report_quick/). Each section runs in a
+benchmarks/results/gpu_report/<device>/; --quick: workdirs/gpu_report_quick/); report.json's "provenance"
+(command, date, machine) is what benchmarks/results_pages.py shows beside the figures. Each section runs in a
 process of its own under a time budget; what a budget cut short is listed as skipped, a crash is
 recorded and the rest goes on. Needs jax, flax, optax and numpy; torch and timm where present.
 """
@@ -38,6 +39,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from benchmarks.gpu.plan import FULL, QUICK, SECTIONS, Budget, Plan  # noqa: E402
+from benchmarks.machine import provenance  # noqa: E402
 from genet_jax import versions  # noqa: E402
 from genet_jax.outputs import write_json  # noqa: E402
 
@@ -81,6 +83,16 @@ def host_environment() -> dict:
     # a GPU image may carry releases outside genet_jax's ranges (then run with GENET_JAX_IGNORE_VERSIONS=1)
     env["unsupported_versions"] = [problem for problem in map(versions.check, versions.SUPPORTED) if problem]
     return env
+
+
+def machine_summary(env: dict) -> str:
+    """One line for the report's provenance: the GPUs (count x name, driver) and the host CPU."""
+    device = env.get("device")
+    if not device or device.startswith("CPU"):
+        return device or f"CPU ({env['cpu']})"
+    gpus = f"{env['gpus']} x {device}" if env.get("gpus") else device
+    driver = f", driver {env['driver']}" if env.get("driver") else ""
+    return f"{gpus}{driver}; host {env['cpu']}"
 
 
 def slug(text: str) -> str:
@@ -241,6 +253,7 @@ def main(argv=None) -> int:
         signal.signal(stop_signal, signal.SIG_IGN)
     environment.setdefault("device", f"CPU ({environment['cpu']})")
     report["wall_seconds"] = time.perf_counter() - started
+    report["provenance"] = provenance(machine_summary(environment), None if argv is None else [__file__, *argv])
     from benchmarks.gpu.report import write_all  # after the sections: the parent keeps JAX unimported while they run
 
     for path in write_all(report, out_dir(environment)):

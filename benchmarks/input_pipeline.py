@@ -41,7 +41,7 @@ import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw, ImageFilter  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from benchmarks.machine import machine_info, save_result  # noqa: E402
+from benchmarks.machine import machine_info, provenance, save_result  # noqa: E402
 from genet_jax.data import pipeline, workers  # noqa: E402
 from genet_jax.data.autoaugment import make_policy  # noqa: E402
 from genet_jax.data.sources import open_source  # noqa: E402
@@ -233,7 +233,8 @@ def main() -> int:
     protocol = {"runs": args.runs, "warmup_runs": args.warmup, "trim": PAPER_TRIM, "statistic": "trimmed mean",
                 "batches_per_run": f"max({MIN_BATCHES_PER_RUN}, {RUN_BATCHES_PER_SLOT} x decoding threads)"}
     result = {"arch": args.arch, "batch": args.batch, "quick": args.quick, "images": images, "protocol": protocol,
-              "machine": machine, "rows": rows, "cores_per_gpu": needs, "seconds": time.perf_counter() - started}
+              "machine": machine, "rows": rows, "cores_per_gpu": needs, "seconds": time.perf_counter() - started,
+              "provenance": provenance(machine)}
     save_result(args.out, result)
     return 0
 

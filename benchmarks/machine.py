@@ -1,20 +1,22 @@
 """The machine a CPU benchmark ran on: CPU model and the instruction sets that matter for these
 kernels (AVX2, AVX-512, VNNI, BF16, AMX), core count, library versions, and the measured float32
-matmul peak that efficiency figures are quoted against."""
+matmul peak that efficiency figures are quoted against; and every result's provenance (the command,
+the date and a one-line machine summary) that docs/results/ states beside each figure.
+
+JAX is imported only by the functions that measure with it, so a benchmark that runs its work in
+subprocesses (or a GPU report's parent process) can write provenance without initialising JAX."""
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import platform
+import shlex
 import subprocess
+import sys
 from importlib import metadata
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-
-from genet_jax.latency.timing import time_runs
-
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
 MATMUL_SIZE = 2048
 MATMUL_RUNS = 10
@@ -37,6 +39,9 @@ def lscpu_fields() -> dict:
 
 def machine_info(**versions) -> dict:
     """The CPU, its relevant flags, core count and versions (JAX's, numpy's and `versions`)."""
+    import jax
+    import numpy as np
+
     cpu = lscpu_fields()
     return {
         "cpu_model": cpu["model_name"], "cpu_flags": {flag: flag in cpu["flags"] for flag in CPU_FLAGS},
@@ -49,6 +54,12 @@ def machine_info(**versions) -> dict:
 
 def matmul_peaks(size: int = MATMUL_SIZE, runs: int = MATMUL_RUNS) -> dict:
     """Float32 matmul GFLOP/s, best of `runs`: a jitted jnp.dot, and numpy's (its BLAS)."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from genet_jax.latency.timing import time_runs
+
     a = np.random.default_rng(0).standard_normal((size, size), np.float32)
     b = np.random.default_rng(1).standard_normal((size, size), np.float32)
     flops = 2 * size ** 3
@@ -66,3 +77,51 @@ def save_result(path: str, result: dict) -> None:
     with open(path, "w") as f:
         json.dump(result, f, indent=2)
     print(path)
+
+
+def flags_text(flags: dict) -> str:
+    """The instruction sets of CPU_FLAGS present, as lscpu names them ("avx2 avx512f ...")."""
+    present = [flag for flag, on in flags.items() if on]
+    return " ".join(present) if present else "none of " + "/".join(CPU_FLAGS)
+
+
+def machine_line(info: dict) -> str:
+    """One line naming the machine of `info` (machine_info()'s dict, or a part of it): CPU model,
+    flags and cores, and the JAX device where it is not the CPU."""
+    parts = [str(info.get("cpu_model", "CPU model not recorded"))]
+    if isinstance(info.get("cpu_flags"), dict):
+        parts.append(flags_text(info["cpu_flags"]))
+    if info.get("cpu_count"):
+        parts.append(f"{info['cpu_count']} cores")
+    line = ", ".join(parts)
+    device = info.get("jax_device")
+    return line if not device or device.lower() == "cpu" else f"{device}; host {line}"
+
+
+def current_machine(info: dict | None = None, device: str | None = None) -> str:
+    """machine_line of `info`, or of this host's CPU (model, flags, cores); `device`: the JAX device the
+    work ran on, where the caller knows it (this never initialises JAX, which on a GPU would take
+    its memory from the processes a driver script starts)."""
+    if info is None:
+        cpu = lscpu_fields()
+        info = {"cpu_model": cpu["model_name"], "cpu_flags": {flag: flag in cpu["flags"] for flag in CPU_FLAGS},
+                "cpu_count": os.cpu_count()}
+    return machine_line({**info, "jax_device": device} if device else info)
+
+
+def command_line(argv: list[str] | None = None) -> str:
+    """`python SCRIPT ARGS` as typed from the repository root (SCRIPT relative to it)."""
+    argv = list(sys.argv if argv is None else argv)
+    script = os.path.abspath(argv[0])
+    if script.startswith(REPO + os.sep):
+        script = os.path.relpath(script, REPO)
+    return shlex.join(["python", script, *argv[1:]])
+
+
+def provenance(machine: dict | str | None = None, argv: list[str] | None = None, device: str | None = None) -> dict:
+    """The "provenance" every results JSON carries: the command that produced it (`argv`, default
+    sys.argv), today's date (UTC, ISO) and a one-line machine summary (`machine`: machine_info()'s
+    dict, a ready line, or None for this host's CPU, with `device` the JAX device if not the CPU)."""
+    line = machine if isinstance(machine, str) else current_machine(machine, device)
+    return {"command": command_line(argv), "date": datetime.datetime.now(datetime.timezone.utc).date().isoformat(),
+            "machine": line}

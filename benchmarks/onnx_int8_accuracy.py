@@ -21,6 +21,9 @@ import sys
 import tempfile
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from benchmarks.machine import provenance  # noqa: E402
 OUT = os.path.join(REPO, "benchmarks", "results", "onnx_int8_accuracy.json")
 TARGET_POINTS = 1.0  # INT8 top-1 within this many points of float32 (issue 14)
 
@@ -61,7 +64,7 @@ def main() -> int:
             results[f"onnxruntime_{name}"] = evaluate(config_args, ["--onnx", path])
     change = 100 * (results["onnxruntime_int8"]["top1"] - results["onnxruntime_float32"]["top1"])
     results.update(int8_change_points=change, calibration_images=args.calibration_images,
-                   within_target=abs(change) <= TARGET_POINTS)
+                   within_target=abs(change) <= TARGET_POINTS, provenance=provenance())
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     with open(OUT, "w") as f:
         json.dump(results, f, indent=2)

@@ -32,6 +32,7 @@ import jax.numpy as jnp  # noqa: E402
 import torch  # noqa: E402
 
 import genet_jax as g  # noqa: E402
+from benchmarks.machine import provenance  # noqa: E402
 from configs.common import base_config  # noqa: E402
 from genet_jax.interop.torch_model import TorchGENet  # noqa: E402
 from genet_jax.latency import probe_latency  # noqa: E402
@@ -238,7 +239,7 @@ def main() -> int:
         json.dump({"jax": jax.__version__, "torch": torch.__version__, "device": jax.devices()[0].device_kind,
                    "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                    "matmul_peak_gflops": peak, "args": vars(args), "rows": rows, "failed_workers": failures,
-                   "summary": summary}, f, indent=2)
+                   "summary": summary, "provenance": provenance(device=jax.devices()[0].device_kind)}, f, indent=2)
     print(args.out)
     return 0
 

@@ -15,6 +15,9 @@ import subprocess
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from benchmarks.machine import provenance  # noqa: E402  (JAX stays unimported: each setting runs in its own process)
 
 # (label, XLA_FLAGS, extra probe arguments)
 SETTINGS = [
@@ -70,7 +73,7 @@ def main() -> int:
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump({"arch": args.arch, "batch": args.batch, "resolution": args.resolution, "runs": args.runs,
-                   "rows": rows}, f, indent=2)
+                   "rows": rows, "provenance": provenance()}, f, indent=2)
     print(args.out)
     return 0
 

@@ -1,9 +1,9 @@
-"""CIFAR-10 from the shared JPEG folders (train/ and test/ of class folders).
+"""CIFAR-10 from JPEG folders (train/ and test/ of class folders).
 
-    mkdir -p data && tar xzf ../shared/data/cifar10-jpg.tgz -C data
+    # data/cifar10-jpg/{train,test}/<class>/*.jpg: see docs/training/data.md
     python train.py --config configs/cifar10.py
 The network is GENet-shaped for 32x32 inputs (stem stride 1, XX low, BL/DW high), the recipe the
-one chosen on a holdout (benchmarks/cifar10_select.py); see README.
+one chosen on a holdout (benchmarks/cifar10_select.py); its results: docs/results/cifar10.md.
 """
 import json
 
@@ -26,9 +26,9 @@ def cifar_genet(stem: int, widths: tuple[int, int, int], final: int, second_xx_d
                                   ("DW", 2, late, 1)])
 
 
-# 1.4 M parameters, 48 M MACs: 88.07% test in 25 epochs without EMA (the first shipped network)
+# 1.4 M parameters, 48 M MACs: the first shipped network (trained without EMA)
 CIFAR_GENET_SMALL = cifar_genet(32, (64, 128, 256), 512, second_xx_depth=1)
-# 6.7 M parameters, 266 M MACs: 89.74% test in 25 epochs with EMA, chosen on the holdout (README)
+# 6.7 M parameters, 266 M MACs, with EMA: chosen on the holdout (docs/results/cifar10.md)
 CIFAR_GENET = cifar_genet(64, (128, 256, 512), 1024, second_xx_depth=2)
 
 

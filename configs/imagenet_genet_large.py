@@ -1,4 +1,5 @@
-"""The paper's ImageNet recipe for GENet-large at 256x256 (section 5 and GENET_FACTS.md).
+"""The paper's ImageNet recipe for GENet-large at 256x256
+(section 5 of the paper and the authors' released training settings).
 
     python train.py --config configs/imagenet_genet_large.py --config.workdir=workdirs/genet_large
 ImageNet comes from TFDS (imagenet2012, prepared from the manual download) or, with

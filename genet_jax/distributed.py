@@ -33,6 +33,8 @@ COORDINATOR_ENV = "JAX_COORDINATOR_ADDRESS"  # read by JAX itself too
 HEARTBEAT_ENV = "GENET_JAX_HEARTBEAT_SECONDS"
 HEARTBEAT_TIMEOUT_SECONDS = 60  # JAX's default is 100 s; a lost host is noticed within a minute
 INITIALIZATION_TIMEOUT_SECONDS = 300
+SLURM_GPUS_ENV = "SLURM_GPUS_ON_NODE"
+LOCAL_DEVICE_IDS_ENV = "JAX_LOCAL_DEVICE_IDS"  # read by jax.distributed.initialize
 CPU_CACHE_HANGS_FROM = Version("0.12")  # the first JAX whose cached multi-process CPU executables hang (0.12.1)
 
 log = logging.getLogger("genet_jax.distributed")
@@ -74,6 +76,25 @@ def initialize() -> None:
         raise DistributedError(f"--distributed: {e} (run under srun / mpirun / a Kubernetes Job, set "
                                f"{COORDINATOR_ENV}, or start the processes with python -m genet_jax.launch)") from None
     _skip_the_compilation_cache_where_it_hangs()
+    unused = unused_gpus_warning(os.environ, jax.local_device_count())
+    if unused:
+        log.warning(unused)
+
+
+def unused_gpus_warning(environ, local_device_count: int) -> Optional[str]:
+    """A line when a Slurm task uses fewer of its node's GPUs than it was given: JAX's Slurm detection
+    restricts each process to the GPU numbered SLURM_LOCALID unless JAX_LOCAL_DEVICE_IDS says otherwise,
+    so one task per node with --gpus-per-node=8 trains on one GPU of the eight."""
+    gpus = environ.get(SLURM_GPUS_ENV, "")
+    if "SLURM_JOB_ID" not in environ or LOCAL_DEVICE_IDS_ENV in environ or not gpus.isdigit():
+        return None
+    tasks_on_node = environ.get("SLURM_STEP_TASKS_PER_NODE", environ.get("SLURM_TASKS_PER_NODE", "1"))
+    tasks = int(tasks_on_node.split("(")[0]) if tasks_on_node.split("(")[0].isdigit() else 1
+    if local_device_count * tasks >= int(gpus):
+        return None
+    ids = ",".join(str(i) for i in range(int(gpus) // tasks))
+    return (f"this process uses {local_device_count} of the {gpus} GPUs Slurm gave its node ({tasks} task(s) per node): "
+            f"set {LOCAL_DEVICE_IDS_ENV}={ids} for one task per node, or run one task per GPU")
 
 
 def _skip_the_compilation_cache_where_it_hangs() -> None:

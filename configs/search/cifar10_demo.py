@@ -3,7 +3,7 @@ MasterNet trained briefly, 4 perturbations per super-block fine-tuned half an ep
 latency budget equal to the MasterNet's own latency, resolutions 28 and 32, each pick trained as
 long as the MasterNet was.
 
-    mkdir -p data && tar xzf ../shared/data/cifar10-jpg.tgz -C data
+    # data/cifar10-jpg/{train,test}/<class>/*.jpg: see docs/training/data.md
     python search.py --config configs/search/cifar10_demo.py
 5,000 training images are held out as the NAS validation set; the test split is never read.
 """

@@ -1,4 +1,4 @@
-"""LLR-NAS as in the paper (section 5, GENET_FACTS.md): MasterNet of Table 6, 9 perturbations per
+"""LLR-NAS as in the paper (section 5 of the paper): MasterNet of Table 6, 9 perturbations per
 super-block each fine-tuned 30 epochs at lr 0.01 per 256, 50,000 held-out training images as the
 NAS validation set, budgets 0.10 / 0.20 / 0.34 ms/image at batch 64 in half precision (light /
 normal / large), resolutions 192 / 224 / 256, each pick trained 120 epochs. On a GPU cluster:

@@ -31,8 +31,8 @@ architecture (--arch NAME_OR_JSON [--seed N] [--num-classes N]):
 Import a .pth file (the authors', timm's, or this project's) into a checkpoint:
     python -m genet_jax.export import FILE.pth [--format F] [--arch NAME_OR_JSON] --out CKPT_DIR"""
 SIDECARS = """Files beside the .pth: official -> FILE.txt (the authors' structure string); timm -> FILE.timm.json
-(ByobNet fields) for networks timm does not name; torch -> FILE.json (the spec). Import reads them
-back when --arch is not given; otherwise the architecture is matched against the registry by shapes
+(ByobNet fields, for timm) for networks timm does not name; torch -> FILE.json (the spec). Import reads
+FILE.txt or FILE.json back when --arch is not given; otherwise the architecture is matched against the registry by shapes
 (genet_jax.interop.pth_files)."""
 CROP_HELP = (f"the evaluation preprocessing's centre-crop fraction (default: the checkpoint's, "
              f"else {EVAL_CROP_FRACTION})")

@@ -130,7 +130,7 @@ def _tuple_of(record_class=None) -> Callable[[Any, str], tuple]:
 
 @dataclasses.dataclass(frozen=True)
 class MasterRecord(_Record):
-    """master.json: the MasterNet, its NAS-validation top-1 A*, the weights A* measured and the
+    """master.json: the MasterNet, its NAS-validation top-1 `A*`, the weights `A*` measured and the
     checkpoint step holding them."""
 
     spec: NetworkSpec = _stored_as(_spec)

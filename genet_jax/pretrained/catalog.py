@@ -97,7 +97,7 @@ def _weights(name: str, timm_name: str, authors_file: str, resolution: int, auth
 
 
 # Published top-1: the paper's Table 2 at the authors' resolution; timm's own evaluation of the same
-# weights at its default resolution (shared/reference: GENET_FACTS.md).
+# weights at its default resolution.
 PRETRAINED = {w.name: w for w in (
     _weights("genet_light", "gernet_s", "GENet_small.pth", 192, 75.7, 76.87, 224),
     _weights("genet_normal", "gernet_m", "GENet_normal.pth", 192, 80.0, 80.70, 224),
