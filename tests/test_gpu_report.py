@@ -37,7 +37,8 @@ def run_report(out_dir, *args):
 @pytest.mark.slow
 def test_quick_report_runs_every_section_on_the_cpu(tmp_path):
     report = run_report(tmp_path)
-    assert set(report) == {"environment", "plan", "sections", "wall_seconds", "complete"} and report["complete"]
+    assert set(report) == {"environment", "plan", "sections", "wall_seconds", "complete", "provenance"}
+    assert report["complete"] and {"command", "date", "machine"} <= set(report["provenance"])
     env = report["environment"]
     for key in ("device", "cpu", "jax", "jaxlib", "flax", "torch", "python", "jax_device_kind", "conv_impl_auto"):
         assert env.get(key), key

@@ -25,7 +25,10 @@ _ALIASES: dict[str, str] = {}
 
 def register_model(name: str, spec: NetworkSpec, description: str = "",
                    paper_top1: Optional[float] = None, overwrite: bool = False) -> ModelEntry:
-    """Register a spec under `name` so create_model and every CLI accept it."""
+    """Register a spec under `name` so create_model and resolve_spec accept it in this Python process.
+
+    A registration lasts only as long as the process: a command-line tool runs in a new one, so pass it
+    the spec's .json file (spec.save(path)) instead of the name."""
     if not isinstance(spec, NetworkSpec):
         raise TypeError(f"register_model({name!r}): spec must be a NetworkSpec, got {type(spec).__name__}")
     if not overwrite and (name in _REGISTRY or name in _ALIASES):
