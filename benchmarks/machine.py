@@ -37,15 +37,20 @@ def lscpu_fields() -> dict:
     return {"model_name": fields.get("Model name", platform.processor()), "flags": fields.get("Flags", "").split()}
 
 
+def cpu_description() -> dict:
+    """The CPU model, which of CPU_FLAGS it has, and the core count."""
+    cpu = lscpu_fields()
+    return {"cpu_model": cpu["model_name"], "cpu_flags": {flag: flag in cpu["flags"] for flag in CPU_FLAGS},
+            "cpu_count": os.cpu_count()}
+
+
 def machine_info(**versions) -> dict:
     """The CPU, its relevant flags, core count and versions (JAX's, numpy's and `versions`)."""
     import jax
     import numpy as np
 
-    cpu = lscpu_fields()
     return {
-        "cpu_model": cpu["model_name"], "cpu_flags": {flag: flag in cpu["flags"] for flag in CPU_FLAGS},
-        "cpu_count": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
+        **cpu_description(), "machine": platform.machine(), "python": platform.python_version(),
         "jax": jax.__version__, "jaxlib": metadata.version("jaxlib"), **versions,
         "numpy": np.__version__, "jax_device": jax.devices()[0].device_kind,
         "xla_flags_env": os.environ.get("XLA_FLAGS", ""), "load_average_at_start": os.getloadavg(),
@@ -103,9 +108,7 @@ def current_machine(info: dict | None = None, device: str | None = None) -> str:
     work ran on, where the caller knows it (this never initialises JAX, which on a GPU would take
     its memory from the processes a driver script starts)."""
     if info is None:
-        cpu = lscpu_fields()
-        info = {"cpu_model": cpu["model_name"], "cpu_flags": {flag: flag in cpu["flags"] for flag in CPU_FLAGS},
-                "cpu_count": os.cpu_count()}
+        info = cpu_description()
     return machine_line({**info, "jax_device": device} if device else info)
 
 

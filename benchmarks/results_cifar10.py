@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 
-from benchmarks.model_table import Results, image, page, pct, provenance_lines, table
+from benchmarks.results_markdown import Results, image, page, pct, provenance_lines, table
 
 CIFAR_PLOT = "cifar10_trials.png"
 SPEED_ONLY = ("data.num_threads", "data.worker_count", "progress_bar")  # overrides that change no result

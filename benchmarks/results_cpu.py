@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from benchmarks.model_table import Results, page, pct, provenance_lines, table
+from benchmarks.results_markdown import Results, page, pct, provenance_lines, table
 
 CPU_SOURCES = ["cpu_engines.json", "speed_vs_pytorch.json", "xla_cpu_options.json", "bn_statistics.json"]
 INPUT_SOURCES = ["input_pipeline.json"]

@@ -9,8 +9,8 @@ Exit code 2 (one line) when the README lacks the markers. Pages: INDEX_PAGES (th
 PAGE_SOURCES); the GPU page renders each benchmarks/results/gpu_report/<device>/report.json there is,
 or says that no GPU figure has been measured yet. The CIFAR-10 page is rendered by
 benchmarks/results_cifar10.py; the CPU, input-pipeline and deployment pages by
-benchmarks/results_cpu.py; the model table (models.md and the README block) and the Markdown helpers
-every page shares by benchmarks/model_table.py. This file keeps the index, the GPU page and the driver.
+benchmarks/results_cpu.py; the model table (models.md and the README block) by benchmarks/model_table.py;
+the Markdown helpers every page shares are benchmarks/results_markdown.py. This file keeps the index, the GPU page and the driver.
 """
 from __future__ import annotations
 
@@ -22,11 +22,11 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from benchmarks.model_table import (Results, image, models_page, page, provenance_lines,  # noqa: E402
-                                    readme_block, table)
+from benchmarks.model_table import models_page, readme_block  # noqa: E402
 from benchmarks.results_cifar10 import CIFAR_PLOT, CIFAR_SOURCES, cifar10_page  # noqa: E402
 from benchmarks.results_cpu import (CPU_SOURCES, DEPLOYMENT_SOURCES, INPUT_SOURCES, cpu_page,  # noqa: E402
                                     deployment_page, input_page)
+from benchmarks.results_markdown import Results, image, page, provenance_lines, table  # noqa: E402
 
 RESULTS = os.path.join(REPO, "benchmarks", "results")
 README = os.path.join(REPO, "README.md")

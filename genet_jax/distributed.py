@@ -89,7 +89,8 @@ def unused_gpus_warning(environ, local_device_count: int) -> Optional[str]:
     if "SLURM_JOB_ID" not in environ or LOCAL_DEVICE_IDS_ENV in environ or not gpus.isdigit():
         return None
     tasks_on_node = environ.get("SLURM_STEP_TASKS_PER_NODE", environ.get("SLURM_TASKS_PER_NODE", "1"))
-    tasks = int(tasks_on_node.split("(")[0]) if tasks_on_node.split("(")[0].isdigit() else 1
+    first = tasks_on_node.split("(")[0]  # "8(x2)": 8 tasks on each of 2 nodes
+    tasks = int(first) if first.isdigit() else 1
     if local_device_count * tasks >= int(gpus):
         return None
     ids = ",".join(str(i) for i in range(int(gpus) // tasks))

@@ -209,7 +209,7 @@ def test_register_user_spec():
 
 
 def test_table6_rows_that_are_the_same_network():
-    """README claim: these Table 6 rows build identical unit sequences; all others differ."""
+    """docs/results/models.md's note: these Table 6 rows build identical unit sequences; all others differ."""
     def units(name):
         s = g.resolve_spec(name)
         return s.stem_width, s.final_width, tuple(u for i in range(len(s.blocks)) for u in s.units(i))
