@@ -115,7 +115,7 @@ def load_model_checkpoint(path: str | os.PathLike, step: Optional[int] = None, r
             state = manager.restore(step, args=ocp.args.Composite(**{item: ocp.args.StandardRestore(target)}))[item]
             state = jax.tree_util.tree_map(np.asarray, state)
         except Exception as e:  # the hook stays: the failed read's leftovers are collected later
-            checkpoint_faults.ignore_unawaited_coroutines()
+            checkpoint_faults.drop_leftovers_of_failed_read(where)
             raise CheckpointError(f"cannot read checkpoint {where!r} (truncated or corrupt?): "
                                   f"{type(e).__name__}: {checkpoint_faults.first_line(e)}") from None
         put_back_unraisable_hook()

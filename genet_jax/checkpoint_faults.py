@@ -81,6 +81,40 @@ class OrbaxLogFilter(logging.Filter):
             logging.getLogger(name).removeFilter(self)
 
 
+UNRETRIEVED_TASK_ERROR = "exception was never retrieved"  # how asyncio's log record of one begins
+
+
+class FailedReadLeftovers(logging.Filter):
+    """Drops asyncio's records of unretrieved task exceptions that name a checkpoint step whose read
+    failed and was reported. orbax reads a step's arrays as concurrent TensorStore tasks; after the
+    first error, the others may fail too and nobody retrieves their errors. asyncio logs each, with a
+    traceback, when the task is collected, which may be after the report (at exit on a loaded machine)."""
+
+    def __init__(self):
+        super().__init__()
+        self.step_dirs: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if UNRETRIEVED_TASK_ERROR not in record.getMessage().partition("\n")[0]:
+            return True
+        text = record.getMessage() + (str(record.exc_info[1]) if record.exc_info else "")
+        return not any(step_dir in text for step_dir in self.step_dirs)
+
+
+_FAILED_READ_LEFTOVERS = FailedReadLeftovers()
+
+
+def drop_leftovers_of_failed_read(step_dir: str) -> None:
+    """After reading the checkpoint step `step_dir` failed and the caller reports it: the leftovers of
+    that read stay silent for the rest of the process (asyncio's records of its tasks, its unawaited
+    coroutines). Records about any other path still appear."""
+    _FAILED_READ_LEFTOVERS.step_dirs.add(os.path.join(os.path.abspath(step_dir), ""))
+    asyncio_log = logging.getLogger("asyncio")
+    if _FAILED_READ_LEFTOVERS not in asyncio_log.filters:
+        asyncio_log.addFilter(_FAILED_READ_LEFTOVERS)
+    ignore_unawaited_coroutines()
+
+
 def drop_orbax_leftovers() -> Callable[[], None]:
     """Installs, while a checkpointer is open, an unraisable-exception hook that drops what a failed
     orbax read or write leaves behind: its coroutines whose exception nobody awaited, TensorStore

@@ -4,6 +4,8 @@ and a full disk during a save (synchronous or in the background) as one line nam
 the last good one; TensorBoard metrics on a full disk. The full disk is a small tmpfs: mounted here
 as root, in a user and mount namespace of its own (`unshare`) for train.py; skipped where neither
 may mount."""
+import asyncio
+import gc
 import glob
 import logging
 import os
@@ -265,3 +267,28 @@ def test_only_damage_falls_back_and_a_storage_outage_out_of_memory_or_bug_is_rai
     assert not checkpoint_faults.is_damage(PermissionError(13, "Permission denied", "x/d/0"))
     assert not checkpoint_faults.is_damage(MemoryError())
     assert not checkpoint_faults.is_damage(TypeError("unsupported operand"))  # a bug keeps its traceback
+
+
+def _unretrieved_task_error(message):
+    """Runs a task that raises ValueError(message) and lets it be collected with nobody asking for it."""
+    async def read():
+        raise ValueError(message)
+    loop = asyncio.new_event_loop()
+    try:
+        task = loop.create_task(read())
+        loop.run_until_complete(asyncio.sleep(0))
+        assert task.done()
+        del task
+        gc.collect()
+    finally:
+        loop.close()
+
+
+def test_the_leftover_task_errors_of_a_reported_failed_read_are_silent_and_others_are_not(tmp_path, caplog):
+    failed, other = tmp_path / "checkpoints" / "4", tmp_path / "checkpoints" / "40"
+    checkpoint_faults.drop_leftovers_of_failed_read(str(failed))
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        _unretrieved_task_error(f'OUT_OF_RANGE: Error reading local file "{failed}/variables/d/0"')
+        assert not caplog.records
+        _unretrieved_task_error(f'OUT_OF_RANGE: Error reading local file "{other}/variables/d/0"')
+    assert [r.getMessage().splitlines()[0] for r in caplog.records] == ["Task exception was never retrieved"]

@@ -157,7 +157,7 @@ class TrainCheckpointer:
                         state = self._restore_step(abstract_state, step)
                 except Exception as e:  # orbax and TensorStore raise many types for a damaged step
                     self._left_orbax_leftovers = True
-                    checkpoint_faults.ignore_unawaited_coroutines()
+                    checkpoint_faults.drop_leftovers_of_failed_read(self.step_dir(step))
                     if not checkpoint_faults.is_damage(e):  # a transient storage error, out of memory, a bug
                         raise
                     reason = f"{type(e).__name__}: {checkpoint_faults.first_line(e)}"
