@@ -10,8 +10,8 @@ the pretrained weights (genet_jax.pretrained.catalog), and what this project has
 Writes RESULTS_DIR/model_table.json. Its "provenance" keeps the date the table last changed: a run
 that computes the same table leaves the file as it is. tests/test_results_pages.py checks that the
 committed file equals what this computes now. The rendering of the table (docs/results/models.md and
-the README's block) is here too, with the Markdown helpers every page of benchmarks/results_pages.py
-shares (table, page, provenance_lines).
+the README's block) is here too; the Markdown helpers it shares with every page of
+benchmarks/results_pages.py are in benchmarks/results_markdown.py.
 """
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def measured(results_dir: str) -> dict:
     run = final_run(results_dir)
     if run is None:
         return {"imagenet": [], "cifar10": []}
-    spec = NetworkSpec.from_json(json.dumps(run["model"]))
+    spec = NetworkSpec.from_dict(run["model"])
     return {"imagenet": [], "cifar10": [{
         "source": f"benchmarks/results/{CIFAR10_FINAL}", "name": run["name"], "split": run["split"],
         "resolution": spec.resolution, "params": genet_jax.spec_params(spec), "macs": genet_jax.spec_macs(spec),
@@ -100,7 +100,7 @@ def config_networks(results_dir: str) -> list[dict]:
     config, run = get_config(), final_run(results_dir)
     spec = genet_jax.resolve_spec(config.model, num_classes=CIFAR10_CLASSES, resolution=config.resolution)
     result = None
-    if run is not None and NetworkSpec.from_json(json.dumps(run["model"])) == spec:
+    if run is not None and NetworkSpec.from_dict(run["model"]) == spec:
         ema = run["ema_top1"] is not None
         result = {"source": f"benchmarks/results/{CIFAR10_FINAL}", "split": run["split"],
                   "weights": "EMA" if ema else "raw", "top1": run["ema_top1"] if ema else run["raw_top1"],

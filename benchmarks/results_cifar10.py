@@ -3,7 +3,6 @@ the round's recipe choice on a holdout, and every run, from cifar10_train.json, 
 and cifar10_selection_round1.json in benchmarks/results/. benchmarks/results_pages.py writes it."""
 from __future__ import annotations
 
-import json
 import os
 
 from benchmarks.results_markdown import Results, image, page, pct, provenance_lines, table
@@ -39,7 +38,7 @@ def network_counts(model: dict) -> str:
     import genet_jax
     from genet_jax.arch.spec import NetworkSpec
 
-    spec = NetworkSpec.from_json(json.dumps(model))
+    spec = NetworkSpec.from_dict(model)
     return f"{genet_jax.spec_params(spec) / 1e6:.2f} M params, {genet_jax.spec_macs(spec) / 1e6:.0f} M MACs"
 
 

@@ -40,6 +40,14 @@ def is_damage(error: BaseException) -> bool:
     return False
 
 
+UNRETRIEVED_TASK_ERROR = "exception was never retrieved"  # ends the first line of asyncio's record of one
+
+
+def is_unretrieved_task_error(record: logging.LogRecord) -> bool:
+    """Whether `record` is asyncio's report of a task whose exception nobody retrieved."""
+    return record.name == "asyncio" and record.getMessage().partition("\n")[0].endswith(UNRETRIEVED_TASK_ERROR)
+
+
 class OrbaxLogFilter(logging.Filter):
     """While a TrainCheckpointer is open, drops orbax's error records about the storage beneath it
     (and asyncio's about orbax's tasks): an error of a background save is logged with its traceback
@@ -56,8 +64,7 @@ class OrbaxLogFilter(logging.Filter):
         about_storage = (error is not None and is_storage_error(error)) or bool(
             STORAGE_STATUS.search(record.getMessage()) or STORAGE_STRERRORS.search(record.getMessage()))
         if record.name == "asyncio":
-            return not (record.getMessage().partition("\n")[0].endswith("exception was never retrieved")
-                        and about_storage)
+            return not (is_unretrieved_task_error(record) and about_storage)
         if f"{os.sep}orbax{os.sep}" not in record.pathname:
             return True
         if self.level is not None and record.levelno >= self.level:
@@ -81,9 +88,6 @@ class OrbaxLogFilter(logging.Filter):
             logging.getLogger(name).removeFilter(self)
 
 
-UNRETRIEVED_TASK_ERROR = "exception was never retrieved"  # how asyncio's log record of one begins
-
-
 class FailedReadLeftovers(logging.Filter):
     """Drops asyncio's records of unretrieved task exceptions that name a checkpoint step whose read
     failed and was reported. orbax reads a step's arrays as concurrent TensorStore tasks; after the
@@ -95,7 +99,7 @@ class FailedReadLeftovers(logging.Filter):
         self.step_dirs: set[str] = set()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if UNRETRIEVED_TASK_ERROR not in record.getMessage().partition("\n")[0]:
+        if not is_unretrieved_task_error(record):
             return True
         text = record.getMessage() + (str(record.exc_info[1]) if record.exc_info else "")
         return not any(step_dir in text for step_dir in self.step_dirs)
